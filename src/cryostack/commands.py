@@ -1,0 +1,127 @@
+"""What each user-facing command does; tasks.py and the `cryostack` console script call these."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+from rich.console import Console
+from rich.table import Table
+
+from . import lint as linting
+from .catalogue import load_catalogue
+from .errors import BuildError, CryostackError, InputError
+from .plan import PlannedImage, plan, write_rendered
+from .settings import BuildSettings
+
+console = Console(highlight=False, soft_wrap=True)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A cryostack checkout (or a site's copy of its images/ and recipes/)."""
+
+    root: Path
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def recipes_dir(self) -> Path:
+        return self.root / "recipes"
+
+    @property
+    def hadolint_config(self) -> Path:
+        return self.recipes_dir / "hadolint.yaml"
+
+    @classmethod
+    def locate(cls, root: Optional[Path] = None) -> "Project":
+        """ROOT, else $CRYOSTACK_ROOT, else the current directory; it must hold images/ and recipes/."""
+        root = Path(root or os.environ.get("CRYOSTACK_ROOT") or Path.cwd())
+        for needed in ("images", "recipes"):
+            if not (root / needed).is_dir():
+                raise InputError(f"{root}: no {needed}/ here; run from a cryostack checkout or set CRYOSTACK_ROOT")
+        return cls(root)
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.root / path
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn a CryostackError into one line on stderr and its exit code: never a traceback."""
+    try:
+        yield
+    except CryostackError as exc:
+        errors.print(f"cryostack: error: {exc}", markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        errors.print("cryostack: interrupted", markup=False)
+        sys.exit(130)
+
+
+def planned_images(project: Project, settings: BuildSettings, only: Optional[str]) -> List[PlannedImage]:
+    return plan(load_catalogue(project.images_dir), project.recipes_dir, settings, only)
+
+
+def render(project: Project, settings: BuildSettings, only: Optional[str] = None) -> List[Path]:
+    """Write every selected entry's Dockerfile, apptainer.def and build.sh under the build directory."""
+    images = planned_images(project, settings, only)
+    build_dir = project.resolve(settings.build_dir)
+    written = write_rendered(images, build_dir)
+    for image, out in zip(images, written):
+        console.print(f"rendered {image.target.key:<36} {image.fingerprint.short}  {_relative(out)}", markup=False)
+    console.print(f"{len(written)} entries rendered into {_relative(build_dir)}", markup=False)
+    return written
+
+
+def matrix(project: Project, settings: BuildSettings, only: Optional[str] = None, as_json: bool = False) -> None:
+    """Print the build matrix: a table, or JSON for CI sharding."""
+    images = planned_images(project, settings, only)
+    if as_json:
+        print(json.dumps([image.summary() for image in images], indent=2))
+        return
+    table = Table("family", "version", "variant", "targets", "fingerprint", "status", box=None)
+    reasons: List[str] = []
+    for image in images:
+        t = image.target
+        status = "buildable"
+        if t.blocked:
+            if t.blocked not in reasons:
+                reasons.append(t.blocked)
+            status = f"blocked [{reasons.index(t.blocked) + 1}]"
+        table.add_row(t.family.family, t.version, t.variant_name, ",".join(t.variant.targets),
+                      image.fingerprint.short, status)
+    wide = Console(highlight=False, width=max(console.width, 110))
+    wide.print(table)
+    for number, reason in enumerate(reasons, 1):
+        wide.print(f"[{number}] {reason}", markup=False)
+
+
+def lint(project: Project, settings: BuildSettings, only: Optional[str] = None) -> None:
+    """Render, then hadolint every Dockerfile and check every definition file and build script."""
+    findings: List[linting.Finding] = []
+    outs = render(project, settings, only)
+    for out in outs:
+        findings += linting.lint_dockerfile(out / "Dockerfile", project.hadolint_config)
+        findings += linting.lint_definition(out / "apptainer.def")
+        findings += linting.lint_script(out / "build.sh")
+    for finding in findings:
+        console.print(str(finding), markup=False)
+    if findings:
+        raise BuildError(f"lint: {len(findings)} finding(s) in {len(outs)} rendered entries")
+    console.print(f"lint: {len(outs)} entries clean (hadolint, definition files, build scripts)", markup=False)
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,19 @@
+"""The two kinds of failure a user sees, each with its exit code."""
+
+
+class CryostackError(Exception):
+    """A failure reported to the user as one line; `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class InputError(CryostackError):
+    """Bad input (catalogue, selector, option, site file): exit code 2, nothing done."""
+
+    exit_code = 2
+
+
+class BuildError(CryostackError):
+    """A build, verification or publish step failed: exit code 1."""
+
+    exit_code = 1

@@ -1,0 +1,222 @@
+"""Expand the catalogue into the build matrix, render each entry and fingerprint it."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from . import recipes
+from .catalogue import Catalogue
+from .errors import InputError
+from .schema import Family, Variant, Version
+from .settings import BuildSettings
+
+IMAGE_NAMESPACE = "cryostack"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One matrix entry: a family at one version, built as one variant."""
+
+    family: Family
+    version: str
+    variant_name: str
+    catalogue_file: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.family.family}/{self.version}/{self.variant_name}"
+
+    @property
+    def variant(self) -> Variant:
+        return self.family.variants[self.variant_name]
+
+    @property
+    def spec(self) -> Version:
+        return self.family.versions[self.version]
+
+    @property
+    def repository(self) -> str:
+        return f"{IMAGE_NAMESPACE}/{self.family.family}"
+
+    @property
+    def tag(self) -> str:
+        return f"{self.version}-{self.variant_name}"
+
+    @property
+    def blocked(self) -> Optional[str]:
+        """Why this entry may not be built from the catalogue as it stands, or None."""
+        source = self.spec.source
+        if source.sha256 is None:
+            return f"source {source.file} has no sha256 pin: {source.unpinned}"
+        return None
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """sha256 over everything that decides an image's content."""
+
+    digest: str
+
+    @property
+    def short(self) -> str:
+        return self.digest[:12]
+
+    @classmethod
+    def of(cls, files: Dict[str, str], build_args: Dict[str, object]) -> "Fingerprint":
+        hasher = hashlib.sha256()
+        for name in sorted(files):
+            hasher.update(f"file {name} {len(files[name].encode())}\n".encode())
+            hasher.update(files[name].encode())
+        hasher.update(json.dumps(build_args, sort_keys=True).encode())
+        return cls(hasher.hexdigest())
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    """A target with its rendered files, build arguments and fingerprint."""
+
+    target: Target
+    files: Dict[str, str] = field(repr=False)
+    build_args: Dict[str, object] = field(repr=False)
+    fingerprint: Fingerprint
+
+    def summary(self) -> Dict[str, object]:
+        """What `invoke matrix --json` prints for this entry (also what CI shards on)."""
+        t, v = self.target, self.target.variant
+        return {
+            "key": t.key,
+            "family": t.family.family,
+            "version": t.version,
+            "variant": t.variant_name,
+            "toolchain": v.toolchain,
+            "accel": v.accel,
+            "cuda_arch": v.cuda_arch,
+            "targets": list(v.targets),
+            "image": f"{t.repository}:{t.tag}",
+            "fingerprint": self.fingerprint.digest,
+            "blocked": t.blocked,
+        }
+
+
+def expand(catalogue: Catalogue) -> List[Target]:
+    """Every (family, version, variant) the catalogue defines, in a stable order."""
+    return [
+        Target(family, version, variant, catalogue.files[name])
+        for name, family in sorted(catalogue.families.items())
+        for version in family.versions
+        for variant in family.variants_of(version)
+    ]
+
+
+def select(targets: List[Target], only: Optional[str]) -> List[Target]:
+    """Filter by comma-separated selectors: family, family/version, or family/version/variant (globs)."""
+    if not only:
+        return list(targets)
+    patterns = [p.strip() for p in only.split(",") if p.strip()]
+    if not patterns:
+        raise InputError(f"--only {only!r}: give family[/version[/variant]], e.g. relion/3.1.3/gcc-cpu")
+    chosen = []
+    for target in targets:
+        if any(_matches(target.key, pattern) for pattern in patterns):
+            chosen.append(target)
+    for pattern in patterns:
+        if not any(_matches(t.key, pattern) for t in targets):
+            known = ", ".join(t.key for t in targets)
+            raise InputError(f"--only {pattern!r}: matches no matrix entry (entries: {known})")
+    return chosen
+
+
+def _matches(key: str, pattern: str) -> bool:
+    parts = pattern.rstrip("/").split("/")
+    if len(parts) > 3:
+        return False
+    return fnmatch.fnmatchcase("/".join(key.split("/")[: len(parts)]), "/".join(parts))
+
+
+def build_args(target: Target, settings: BuildSettings) -> Dict[str, object]:
+    """The parameters a recipe is rendered with: the catalogue entry plus the site's base images."""
+    family, variant, source = target.family, target.variant, target.spec.source
+    weights = target.spec.model_weights
+    return {
+        "family": family.family,
+        "version": target.version,
+        "variant": target.variant_name,
+        "toolchain": variant.toolchain,
+        "accel": variant.accel,
+        "cuda_arch": variant.cuda_arch,
+        "cpu_flags": variant.cpu_flags,
+        "targets": list(variant.targets),
+        "source": {"file": source.file, "sha256": source.sha256 or "unpinned"},
+        "commands": [c.name for c in family.commands],
+        "smoke": {"command": family.smoke.command, "expect": family.smoke.expect.replace("{version}", target.version)},
+        "model_weights": weights.model_dump() if weights else None,
+        "images": settings.images(),
+        "licence": {"name": family.licence.name, "redistributable": family.licence.redistributable},
+        "description": family.description,
+    }
+
+
+def static_labels(target: Target) -> Dict[str, str]:
+    """OCI labels known before the build; fingerprint, commit and build time are added when building."""
+    family, variant = target.family, target.variant
+    labels = {
+        "org.opencontainers.image.title": target.repository,
+        "org.opencontainers.image.version": target.version,
+        "org.opencontainers.image.description": family.description,
+        "org.opencontainers.image.licenses": family.licence.name,
+        "io.cryostack.family": family.family,
+        "io.cryostack.version": target.version,
+        "io.cryostack.variant": target.variant_name,
+        "io.cryostack.toolchain": variant.toolchain,
+        "io.cryostack.accel": variant.accel,
+        "io.cryostack.targets": ",".join(variant.targets),
+        "io.cryostack.source-sha256": target.spec.source.sha256 or "unpinned",
+        "io.cryostack.redistributable": str(family.licence.redistributable).lower(),
+    }
+    if variant.cuda_arch is not None:
+        labels["io.cryostack.cuda-arch"] = str(variant.cuda_arch)
+    return labels
+
+
+def plan(
+    catalogue: Catalogue, recipes_dir: Path, settings: BuildSettings, only: Optional[str] = None
+) -> List[PlannedImage]:
+    """Render and fingerprint every selected matrix entry."""
+    env = recipes.environment(recipes_dir)
+    planned = []
+    for target in select(expand(catalogue), only):
+        args = build_args(target, settings)
+        context = dict(
+            args,
+            labels=static_labels(target),
+            key=target.key,
+            recipe_template=f"{target.family.recipe_dir}/recipe.j2",
+            recipe_dir=target.family.recipe_dir,
+            catalogue_file=str(target.catalogue_file),
+        )
+        files = recipes.render_files(env, context)
+        planned.append(PlannedImage(target, files, args, Fingerprint.of(files, args)))
+    return planned
+
+
+def write_rendered(planned: List[PlannedImage], build_dir: Path) -> List[Path]:
+    """Write each entry's files to BUILD_DIR/<family>/<version>/<variant>/ (only files whose text changed)."""
+    written = []
+    for image in planned:
+        out = Path(build_dir, image.target.key)
+        out.mkdir(parents=True, exist_ok=True)
+        contents = dict(image.files)
+        contents["target.json"] = json.dumps(image.summary(), indent=2, sort_keys=True) + "\n"
+        for name, text in contents.items():
+            path = out / name
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                tmp = path.with_name(f".{name}.tmp")
+                tmp.write_text(text, encoding="utf-8")
+                tmp.replace(path)
+        written.append(out)
+    return written

@@ -1,0 +1,48 @@
+"""Build settings a site may change: base images and where sources and outputs live."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Dict, Mapping, Optional
+
+from .errors import InputError
+
+# The local base image `invoke base-image` makes with debootstrap; no registry is needed.
+LOCAL_DEBIAN = "local/debian:bookworm"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Images the recipes start FROM, and the directories cryostack reads and writes."""
+
+    base_image: str = LOCAL_DEBIAN
+    oneapi_image: str = "intel/oneapi-hpckit:2024.2.1-0-devel-ubuntu22.04"
+    oneapi_runtime_image: str = "intel/oneapi-runtime:2024.2.1-0-devel-ubuntu22.04"
+    python_image: str = "python:3.8-slim-bookworm"
+    build_dir: Path = Path("build")
+    source_mirror: Path = Path(".cache/sources")
+
+    def images(self) -> Dict[str, str]:
+        """The base image references, by the names recipes use (images.base, images.oneapi, ...)."""
+        return {
+            "base": self.base_image,
+            "oneapi": self.oneapi_image,
+            "oneapi_runtime": self.oneapi_runtime_image,
+            "python": self.python_image,
+        }
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None, **overrides: Optional[str]) -> "BuildSettings":
+        """Defaults, then CRYOSTACK_<FIELD> environment variables, then explicit overrides."""
+        env = os.environ if env is None else env
+        values = {}
+        for field in fields(cls):
+            value = overrides.get(field.name) or env.get(f"CRYOSTACK_{field.name.upper()}")
+            if value is None:
+                continue
+            if not str(value).strip():
+                raise InputError(f"setting {field.name}: empty value")
+            values[field.name] = Path(value) if field.type in ("Path", Path) else str(value)
+        return replace(cls(), **values)

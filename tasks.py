@@ -1,0 +1,50 @@
+"""cryostack's task map (`invoke --list`). Thin by design: parse options, call cryostack.commands."""
+
+import sys
+from pathlib import Path
+
+from invoke import task
+
+from cryostack import commands
+from cryostack.settings import BuildSettings
+
+ROOT = Path(__file__).resolve().parent
+ONLY = "family[/version[/variant]] globs, comma-separated (e.g. relion/3.1.3/gcc-cpu, 'relion/*')"
+SELECTION_HELP = {
+    "only": ONLY,
+    "base-image": "Debian base image for GCC builds (default local/debian:bookworm, made by `invoke base-image`)",
+    "build-dir": "where rendered recipes go (default build/)",
+}
+
+
+def _settings(base_image=None, build_dir=None):
+    return BuildSettings.from_env(base_image=base_image, build_dir=build_dir)
+
+
+@task(help=SELECTION_HELP)
+def render(c, only=None, base_image=None, build_dir=None):
+    """Render Dockerfile, Apptainer definition and build script for every matrix entry."""
+    with commands.reported_errors():
+        commands.render(commands.Project.locate(ROOT), _settings(base_image, build_dir), only)
+
+
+@task(help=dict(SELECTION_HELP, json="print JSON (what CI shards the build on)"))
+def matrix(c, only=None, json=False, base_image=None, build_dir=None):
+    """Print the build matrix: family, version, variant, instance families, fingerprint, status."""
+    with commands.reported_errors():
+        commands.matrix(commands.Project.locate(ROOT), _settings(base_image, build_dir), only, as_json=json)
+
+
+@task(help=SELECTION_HELP)
+def lint(c, only=None, base_image=None, build_dir=None):
+    """Render, then run hadolint on every Dockerfile and check every definition file and build script."""
+    with commands.reported_errors():
+        commands.lint(commands.Project.locate(ROOT), _settings(base_image, build_dir), only)
+
+
+@task(help={"slow": "also run the slow tests (full RELION and CTFFIND builds)", "k": "only tests matching this expression"})
+def test(c, slow=False, k=None):
+    """Run the test suite (real services; slow builds only with --slow)."""
+    marker = "" if slow else "-m 'not slow'"
+    select = f"-k {k!r}" if k else ""
+    c.run(f"{sys.executable} -m pytest {marker} {select}", pty=False)
