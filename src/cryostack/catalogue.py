@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import typing
 from dataclasses import dataclass
@@ -50,7 +51,9 @@ def load_family(path: Path) -> Family:
     try:
         family = Family.model_validate(data)
     except ValidationError as exc:
-        raise InputError(_describe(path, exc.errors()[0], lines)) from None
+        # An unknown key is usually a typo that also makes a required key "missing": name it first.
+        first = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+        raise InputError(_describe(path, first, lines)) from None
     if family.family != path.stem:
         raise InputError(
             f"{path}:{lines.get(('family',), 1)}: family: {family.family!r} must match the file name {path.stem!r}"
@@ -103,8 +106,10 @@ def _describe(path: Path, error: dict, lines: Dict[Loc, int]) -> str:
     if kind == "missing":
         where, detail = loc[:-1], f"missing required key {loc[-1]!r}"
     elif kind == "extra_forbidden":
-        valid = ", ".join(sorted(_model_at(loc[:-1]).model_fields))
-        where, detail = loc, f"unknown key {loc[-1]!r} (valid keys: {valid})"
+        valid = sorted(_model_at(loc[:-1]).model_fields)
+        guess = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        hint = f"did you mean {guess[0]!r}? " if guess else ""
+        where, detail = loc, f"unknown key {loc[-1]!r} ({hint}valid keys: {', '.join(valid)})"
     else:
         message = re.sub(r"^(Value error|Assertion failed), ", "", error["msg"])
         where = loc

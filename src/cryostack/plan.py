@@ -200,7 +200,10 @@ def plan(
             catalogue_file=str(target.catalogue_file),
         )
         files = recipes.render_files(env, context)
-        planned.append(PlannedImage(target, files, args, Fingerprint.of(files, args)))
+        # The base images a recipe uses are in its rendered FROM lines; hashing the whole table
+        # would rebuild images that do not use the one that changed.
+        inputs = {k: v for k, v in args.items() if k != "images"}
+        planned.append(PlannedImage(target, files, args, Fingerprint.of(files, inputs)))
     return planned
 
 

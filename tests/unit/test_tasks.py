@@ -1,0 +1,61 @@
+"""The task map a maintainer sees, and the selector grammar of --only."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from cryostack.errors import InputError
+from cryostack.commands import Project
+from cryostack.catalogue import load_catalogue
+from cryostack.plan import expand, select
+from conftest import ROOT, cryostack
+
+
+def test_invoke_list_shows_each_task_with_help():
+    result = subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    listed = {line.split()[0]: line for line in result.stdout.splitlines()[1:] if re.match(r"^  \S", line)}
+    for name in ("render", "matrix", "lint", "test"):
+        assert name in listed and len(listed[name].split()) > 2, f"{name} has no help line"
+
+
+@pytest.mark.parametrize("only, expected", [
+    ("ctffind", {"ctffind/4.1.14/gcc-cpu"}),
+    ("relion/3.1.3", {"relion/3.1.3/gcc-cpu", "relion/3.1.3/oneapi-cpu-avx512"}),
+    ("relion/*/gcc-cuda*", {f"relion/{v}/gcc-cuda{a}" for v in ("4.0.1", "5.0.1") for a in (75, 86)}),
+    ("relion/5.0.1/gcc-cpu,ctffind", {"relion/5.0.1/gcc-cpu", "ctffind/4.1.14/gcc-cpu"}),
+    ("*/*/cpu", {"cryolo/1.9.9/cpu", "chimera/1.17.3/cpu"}),
+])
+def test_selectors(only, expected):
+    targets = expand(load_catalogue(ROOT / "images"))
+    assert {t.key for t in select(targets, only)} == expected
+
+
+def test_selector_that_matches_nothing_lists_what_exists():
+    targets = expand(load_catalogue(ROOT / "images"))
+    with pytest.raises(InputError, match=r"--only 'relion/9\.9': matches no matrix entry \(entries: chimera/1\.17\.3/cpu, "):
+        select(targets, "relion/9.9")
+
+
+def test_matrix_json_is_what_ci_shards_on():
+    result = cryostack("matrix", "--json")
+    assert result.returncode == 0, result.stderr
+    entries = {e["key"]: e for e in json.loads(result.stdout)}
+    assert len(entries) == 14
+    g5 = entries["relion/5.0.1/gcc-cuda86"]
+    assert g5["targets"] == ["g5"] and g5["cuda_arch"] == 86 and g5["blocked"] is None
+    assert g5["image"] == "cryostack/relion:5.0.1-gcc-cuda86" and len(g5["fingerprint"]) == 64
+    assert "no sha256 pin" in entries["relion/4.0.1/gcc-cpu"]["blocked"]
+
+
+def test_matrix_table_shows_status_and_reasons():
+    result = cryostack("matrix")
+    assert result.returncode == 0
+    row = next(line for line in result.stdout.splitlines() if "3.1.3" in line and "gcc-cpu" in line)
+    assert "buildable" in row
+    assert "[1] source chimera-1.17.3-linux_x86_64_osmesa.bin has no sha256 pin" in result.stdout
