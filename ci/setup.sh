@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Prepare a Debian machine (run as root) for cryostack: system packages, a virtual environment
+# with cryostack and its tools in .venv/, and a running Docker engine. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=()
+command -v dockerd >/dev/null || packages+=(docker.io)
+command -v debootstrap >/dev/null || packages+=(debootstrap)
+command -v git >/dev/null || packages+=(git)
+python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
+if ((${#packages[@]})); then
+  echo "setup: installing ${packages[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# No systemd on these machines: start dockerd ourselves when nothing answers.
+if ! docker info >/dev/null 2>&1; then
+  log=/var/log/cryostack-dockerd.log
+  echo "setup: starting dockerd (log: $log)"
+  nohup dockerd >"$log" 2>&1 &
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start; see $log" >&2; exit 1; }
+fi
+echo "setup: ready (.venv/bin/invoke --list shows the tasks)"
