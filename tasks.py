@@ -48,3 +48,34 @@ def test(c, slow=False, k=None):
     marker = "" if slow else "-m 'not slow'"
     select = f"-k {k!r}" if k else ""
     c.run(f"{sys.executable} -m pytest {marker} {select}", pty=False)
+
+
+@task(help={"suite": "Debian suite to bootstrap (default bookworm)", "force": "make it again even if it exists"})
+def base_image(c, suite="bookworm", force=False):
+    """Make the local Debian base image (debootstrap + docker import); no registry needed."""
+    with commands.reported_errors():
+        commands.base_image(commands.Project.locate(ROOT), _settings(), suite=suite, force=force)
+
+
+BUILD_HELP = dict(
+    SELECTION_HELP,
+    jobs="how many images to build at once (default 1)",
+    keep_going="when one image fails, build every other one anyway",
+    dry_run="print what would be built and why, build nothing",
+)
+
+
+@task(help=BUILD_HELP)
+def build(c, only=None, jobs=1, keep_going=False, dry_run=False, base_image=None, build_dir=None):
+    """Build and verify the selected images that are out of date."""
+    with commands.reported_errors():
+        commands.build(commands.Project.locate(ROOT), _settings(base_image, build_dir), only,
+                       jobs=jobs, keep_going=keep_going, dry_run=dry_run)
+
+
+@task(help={k: v for k, v in BUILD_HELP.items() if k != "only"})
+def build_all(c, jobs=1, keep_going=False, dry_run=False, base_image=None, build_dir=None):
+    """Build and verify every out-of-date image; reports which entries cannot be built here and why."""
+    with commands.reported_errors():
+        commands.build(commands.Project.locate(ROOT), _settings(base_image, build_dir), None,
+                       jobs=jobs, keep_going=keep_going, dry_run=dry_run, everything=True)

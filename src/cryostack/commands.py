@@ -125,3 +125,101 @@ def _relative(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def base_image(project: Project, settings: BuildSettings, suite: str = "bookworm", force: bool = False) -> None:
+    """Make the local Debian base image (debootstrap + docker import) unless it exists."""
+    from .baseimage import make_base_image
+    from .engine.docker import DockerEngine
+
+    ref = settings.base_image if suite == "bookworm" else f"local/debian:{suite}"
+    build_dir = project.resolve(settings.build_dir)
+    log = build_dir / "logs" / f"base-image-{suite}.log"
+    console.print(f"base image {ref}: debootstrap {suite} (log: {_relative(log)}) ...", markup=False)
+    image_id = make_base_image(DockerEngine.connect(), ref, suite, build_dir, log, force=force)
+    if image_id is None:
+        console.print(f"base image {ref}: already present (use --force to make it again)", markup=False)
+    else:
+        console.print(f"base image {ref}: {image_id[:19]}", markup=False)
+
+
+def build(project: Project, settings: BuildSettings, only: Optional[str] = None, jobs: int = 1,
+          keep_going: bool = False, dry_run: bool = False, everything: bool = False) -> None:
+    """Build (and verify) what is out of date. `everything`: build-all, where entries that cannot
+    be built here are reported but are not failures; with a selection they are failures."""
+    from .build import (FAILED, UNAVAILABLE, BuildRun, Outcome, decide, git_revision, run_builds,
+                        write_report)
+    from .engine.docker import DockerEngine
+    from .sources import SourceMirror
+
+    if jobs < 1:
+        raise InputError(f"--jobs {jobs}: give a number of parallel builds of at least 1")
+    images = planned_images(project, settings, only)
+    engine = DockerEngine.connect()
+    decisions = decide(images, engine)
+    if dry_run:
+        table = Table("image", "action", "why", box=None)
+        for d in decisions:
+            table.add_row(d.image.target.key, d.action, d.reason)
+        Console(highlight=False, width=max(console.width, 140)).print(table)
+        return
+    build_dir = project.resolve(settings.build_dir)
+    progress = _Progress([d.image.target.key for d in decisions])
+    run = BuildRun(engine, SourceMirror(project.resolve(settings.source_mirror)), build_dir, build_dir / "logs",
+                   revision=git_revision(project.root), on_event=progress.update)
+    with progress:
+        outcomes: List[Outcome] = run_builds(decisions, run, jobs=jobs, keep_going=keep_going)
+    write_report(build_dir / "report.json", outcomes)
+    _summary(outcomes)
+    failed = [o for o in outcomes if o.status == FAILED or (o.status == UNAVAILABLE and not everything)]
+    if failed:
+        raise BuildError(f"{len(failed)} of {len(outcomes)} images failed or could not be built: "
+                         + ", ".join(o.key for o in failed))
+
+
+class _Progress:
+    """Live status while building: a table on a terminal, one line per change elsewhere (CI logs)."""
+
+    def __init__(self, keys: List[str]):
+        self.state = {key: "waiting" for key in keys}
+        self.started: dict = {}
+        self.live = None
+        self.lock = __import__("threading").Lock()
+
+    def __enter__(self):
+        if console.is_terminal:
+            from rich.live import Live
+            self.live = Live(self._table(), console=console, refresh_per_second=2)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live is not None:
+            self.live.update(self._table())
+            self.live.__exit__(*exc)
+
+    def update(self, key: str, text: str) -> None:
+        import time
+        with self.lock:
+            self.started.setdefault(key, time.monotonic())
+            self.state[key] = text
+            if self.live is not None:
+                self.live.update(self._table())
+            else:
+                console.print(f"{time.strftime('%H:%M:%S')} {key}: {text}", markup=False)
+
+    def _table(self) -> Table:
+        import time
+        table = Table("image", "status", "elapsed", box=None)
+        for key, text in self.state.items():
+            since = self.started.get(key)
+            table.add_row(key, text, f"{time.monotonic() - since:.0f}s" if since else "")
+        return table
+
+
+def _summary(outcomes) -> None:
+    table = Table("image", "status", "duration", "size", "reason", box=None)
+    for o in outcomes:
+        table.add_row(o.key, o.status, f"{o.seconds:.0f}s" if o.seconds else "",
+                      f"{o.size / 1e6:.0f} MB" if o.size else "", o.reason)
+    Console(highlight=False, width=max(console.width, 160)).print(table)

@@ -1,0 +1,257 @@
+"""Decide what to build, build it on the engine, verify it, and report: the `build` stage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from . import __version__
+from .engine.docker import DockerEngine
+from .errors import CryostackError
+from .plan import PlannedImage, write_rendered
+from .sources import SourceMirror, SourceUnavailable
+from .verify import verify
+
+BUILT, UP_TO_DATE, FAILED, UNAVAILABLE, SKIPPED = "built", "up-to-date", "failed", "unavailable", "skipped"
+WOULD_BUILD = "would build"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What `build` will do with one planned image, and why."""
+
+    image: PlannedImage
+    action: str  # WOULD_BUILD, UP_TO_DATE or UNAVAILABLE
+    reason: str
+    base_ids: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What happened to one image; one row of the summary and of build/report.json."""
+
+    key: str
+    status: str
+    reason: str = ""
+    seconds: float = 0.0
+    size: int = 0
+    image: str = ""
+    fingerprint: str = ""
+    log: str = ""
+
+
+def fingerprint_ref(image: PlannedImage) -> str:
+    """The immutable tag: repository:version-variant-<fingerprint>."""
+    return f"{image.target.repository}:{image.target.tag}-{image.fingerprint.short}"
+
+
+def readable_ref(image: PlannedImage) -> str:
+    """The moving tag: repository:version-variant, the newest verified build."""
+    return f"{image.target.repository}:{image.target.tag}"
+
+
+def build_stage_ref(image: PlannedImage) -> str:
+    return f"{image.target.repository}:{image.target.tag}-build"
+
+
+def base_refs(dockerfile: str) -> List[str]:
+    """The images a Dockerfile starts FROM (stage names are not images)."""
+    stages, refs = set(), []
+    for match in re.finditer(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", dockerfile, re.MULTILINE | re.IGNORECASE):
+        ref, name = match.group(1), match.group(2)
+        if ref not in stages and ref not in refs:
+            refs.append(ref)
+        if name:
+            stages.add(name)
+    return refs
+
+
+def decide(images: List[PlannedImage], engine: DockerEngine, pull: bool = True) -> List[Decision]:
+    """For each image: up to date (same fingerprint, same base images), to build, or not buildable here."""
+    decisions = []
+    known: Dict[str, Optional[str]] = {}
+    missing: Dict[str, str] = {}
+    for image in images:
+        if image.target.blocked:
+            decisions.append(Decision(image, UNAVAILABLE, image.target.blocked))
+            continue
+        base_ids, absent = {}, []
+        for ref in base_refs(image.files["Dockerfile"]):
+            if ref not in known:
+                known[ref], missing[ref] = _base_image_id(engine, ref, pull)
+            if known[ref] is None:
+                absent.append(f"base image {ref} is not available here ({missing[ref]})")
+            else:
+                base_ids[ref] = known[ref]
+        if absent:
+            decisions.append(Decision(image, UNAVAILABLE, "; ".join(absent)))
+            continue
+        existing = engine.image(fingerprint_ref(image))
+        labels = existing.labels if existing else {}
+        if existing is None:
+            reason = "not built yet" if engine.image(readable_ref(image)) is None else "inputs changed (new fingerprint)"
+            decisions.append(Decision(image, WOULD_BUILD, reason, base_ids))
+        elif labels.get("io.cryostack.base-images") != _base_label(base_ids):
+            decisions.append(Decision(image, WOULD_BUILD, "a base image changed", base_ids))
+        else:
+            decisions.append(Decision(image, UP_TO_DATE, "same fingerprint and base images", base_ids))
+    return decisions
+
+
+def _base_image_id(engine: DockerEngine, ref: str, pull: bool):
+    info = engine.image(ref)
+    if info is not None:
+        return info.id, ""
+    if ref.startswith("local/"):
+        return None, "run `invoke base-image` to make it"
+    if pull:
+        pulled, why = engine.pull(ref)
+        info = engine.image(ref) if pulled else None
+        if info is not None:
+            return info.id, ""
+        return None, f"pull failed: {why}"
+    return None, "not present and pulling is off"
+
+
+def _base_label(base_ids: Dict[str, str]) -> str:
+    return ",".join(f"{ref}@{image_id}" for ref, image_id in sorted(base_ids.items()))
+
+
+@dataclass
+class BuildRun:
+    """Everything one `build` invocation needs besides the decisions."""
+
+    engine: DockerEngine
+    mirror: SourceMirror
+    build_dir: Path
+    log_dir: Path
+    network: str = "host"
+    revision: str = "unknown"
+    on_event: Callable[[str, str], None] = lambda key, text: None
+
+
+def run_builds(decisions: List[Decision], run: BuildRun, jobs: int = 1, keep_going: bool = False) -> List[Outcome]:
+    """Build what needs building, `jobs` at a time. Without keep_going, no new build starts after a failure."""
+    stop = threading.Event()
+    run.log_dir.mkdir(parents=True, exist_ok=True)
+
+    def one(decision: Decision) -> Outcome:
+        image = decision.image
+        if decision.action != WOULD_BUILD:
+            return Outcome(image.target.key, decision.action, decision.reason,
+                           image=fingerprint_ref(image), fingerprint=image.fingerprint.digest,
+                           size=_size(run.engine, image) if decision.action == UP_TO_DATE else 0)
+        if stop.is_set():
+            return Outcome(image.target.key, SKIPPED, "an earlier build failed (use --keep-going to build the rest)")
+        outcome = _build_one(decision, run)
+        if outcome.status == FAILED and not keep_going:
+            stop.set()
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(one, decisions))
+
+
+def _build_one(decision: Decision, run: BuildRun) -> Outcome:
+    image, target = decision.image, decision.image.target
+    started = time.monotonic()
+    log_path = run.log_dir / f"{target.key.replace('/', '_')}.log"
+    outcome = Outcome(target.key, FAILED, image=fingerprint_ref(image), fingerprint=image.fingerprint.digest,
+                      log=str(log_path))
+    try:
+        run.on_event(target.key, "fetching source")
+        where = f"{target.catalogue_file}: versions[{target.version!r}].source"
+        source = run.mirror.ensure(target.spec.source, where)
+        context = write_rendered([image], run.build_dir)[0]
+        _stage_source(source, context / "sources")
+        run.on_event(target.key, f"building (log: {log_path})")
+        labels = build_labels(decision, run.revision)
+        with open(log_path, "w", encoding="utf-8") as log:
+            run.engine.build(context, fingerprint_ref(image), labels, log, run.network)
+            stage_ref = None
+            if image.build_args["cuda_arch"] is not None:
+                # Cached: this re-tags the build stage so cuobjdump (not in the runtime) can read it.
+                stage_ref = build_stage_ref(image)
+                run.engine.build(context, stage_ref, {}, log, run.network, target="build")
+        run.on_event(target.key, "verifying")
+        problems = verify(run.engine, fingerprint_ref(image), image, stage_ref)
+        if problems:
+            run.engine.untag(fingerprint_ref(image))  # a failed image never counts as built
+            outcome.reason = "; ".join(problems)
+        else:
+            run.engine.tag(fingerprint_ref(image), readable_ref(image))
+            outcome.status, outcome.size = BUILT, _size(run.engine, image)
+    except SourceUnavailable as exc:
+        outcome.status, outcome.reason = UNAVAILABLE, str(exc)
+    except CryostackError as exc:
+        outcome.reason = str(exc)
+    except Exception as exc:  # one image's unexpected failure must not lose the others' work
+        outcome.reason = f"{type(exc).__name__}: {exc}"
+    outcome.seconds = round(time.monotonic() - started, 1)
+    run.on_event(target.key, outcome.status)
+    return outcome
+
+
+def _stage_source(source: Path, dest: Path) -> None:
+    """Put the verified source into the build context (a hard link where the file system allows)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    try:
+        os.link(source, dest / source.name)
+    except OSError:
+        shutil.copy2(source, dest / source.name)
+
+
+def _size(engine: DockerEngine, image: PlannedImage) -> int:
+    info = engine.image(fingerprint_ref(image))
+    return info.size if info else 0
+
+
+def build_labels(decision: Decision, revision: str) -> Dict[str, str]:
+    """Labels only known at build time (the static ones are in the rendered Dockerfile)."""
+    image = decision.image
+    return {
+        "io.cryostack.fingerprint": image.fingerprint.digest,
+        "io.cryostack.base-images": _base_label(decision.base_ids),
+        "io.cryostack.cryostack-version": __version__,
+        "org.opencontainers.image.revision": revision,
+        "org.opencontainers.image.created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def git_revision(root: Path) -> str:
+    """The checkout's commit, with '-dirty' when it has uncommitted changes; 'unknown' outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "images", "recipes"], cwd=root,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def write_report(path: Path, outcomes: List[Outcome]) -> None:
+    """Merge this run's outcomes into build/report.json (atomically), keyed by matrix entry."""
+    report: Dict[str, dict] = {}
+    if path.exists():
+        try:
+            report = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            report = {}
+    for outcome in outcomes:
+        report[outcome.key] = asdict(outcome)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+

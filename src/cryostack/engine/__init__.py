@@ -1,0 +1,1 @@
+"""Container engines: every call to Docker or Apptainer goes through this package."""

@@ -1,0 +1,137 @@
+"""The Docker engine, through the Docker SDK for Python (the only module that talks to dockerd)."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, TextIO, Tuple
+
+import docker
+import docker.errors
+
+from ..errors import BuildError
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    labels: Dict[str, str]
+    size: int
+
+
+class DockerEngine:
+    """Build, inspect, run and tag images on one Docker engine."""
+
+    def __init__(self, client: "docker.DockerClient"):
+        self.client = client
+
+    @classmethod
+    def connect(cls) -> "DockerEngine":
+        """The engine DOCKER_HOST (or the default socket) points at; a clear error if none answers."""
+        try:
+            client = docker.from_env(timeout=600)
+            client.ping()
+        except docker.errors.DockerException as exc:
+            raise BuildError(f"no Docker engine answers ({exc}); start one with `bash ci/setup.sh`") from None
+        return cls(client)
+
+    def image(self, ref: str) -> Optional[ImageInfo]:
+        """What the engine knows of an image, or None if it has no such image."""
+        try:
+            attrs = self.client.api.inspect_image(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            if exc.status_code == 404:
+                return None
+            raise BuildError(f"docker: cannot inspect {ref}: {exc.explanation}") from None
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        return ImageInfo(attrs["Id"], dict(labels), int(attrs.get("Size") or 0))
+
+    def pull(self, ref: str) -> Tuple[bool, str]:
+        """Try to pull an image; (False, why) when the registry cannot be reached."""
+        try:
+            self.client.images.pull(ref)
+            return True, ""
+        except docker.errors.APIError as exc:
+            return False, str(exc.explanation or exc).splitlines()[0]
+
+    def build(
+        self, context: Path, tag: str, labels: Dict[str, str], log: TextIO,
+        network: str = "host", target: Optional[str] = None,
+    ) -> str:
+        """Build the Dockerfile in `context`, streaming the output to `log`; returns the image ID.
+
+        The SDK reports a failed step as an {'error': ...} item in the stream, not as an exception.
+        """
+        image_id = None
+        last_lines: List[str] = []
+        try:
+            stream = self.client.api.build(
+                path=str(context), tag=tag, labels=labels, network_mode=network, target=target,
+                rm=True, forcerm=True, pull=False, decode=True,
+            )
+            for item in stream:
+                if "stream" in item:
+                    log.write(item["stream"])
+                    last_lines = (last_lines + item["stream"].splitlines())[-20:]
+                if "aux" in item and "ID" in item["aux"]:
+                    image_id = item["aux"]["ID"]
+                if "error" in item:
+                    log.write(f"\nERROR: {item['error']}\n")
+                    log.flush()
+                    raise BuildError(_short(item["error"]))
+        except docker.errors.APIError as exc:
+            log.write(f"\nERROR: {exc}\n")
+            raise BuildError(f"docker build: {_short(str(exc.explanation or exc))}") from None
+        finally:
+            log.flush()
+        if image_id is None:
+            info = self.image(tag)
+            if info is None:
+                raise BuildError("docker build finished without an image")
+            image_id = info.id
+        return image_id
+
+    def run(self, ref: str, script: str, timeout: int = 600) -> Tuple[int, str]:
+        """Run a shell script in a throw-away container; (exit code, combined output)."""
+        container = self.client.containers.create(ref, ["/bin/sh", "-c", script], network_mode="none")
+        try:
+            container.start()
+            result = container.wait(timeout=timeout)
+            output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+            return int(result.get("StatusCode", 1)), output
+        finally:
+            container.remove(force=True)
+
+    def tag(self, ref: str, new_ref: str) -> None:
+        repository, _, tag = new_ref.rpartition(":")
+        self.client.api.tag(ref, repository, tag, force=True)
+
+    def untag(self, ref: str) -> None:
+        try:
+            self.client.api.remove_image(ref, noprune=True)
+        except docker.errors.APIError:
+            pass
+
+    def import_rootfs(self, rootfs: Path, ref: str, changes: List[str]) -> str:
+        """`tar -C ROOTFS -c . | docker import` : a base image from a debootstrap tree."""
+        tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        try:
+            repository, _, tag = ref.rpartition(":")
+            result = self.client.api.import_image_from_stream(tar.stdout, repository=repository, tag=tag, changes=changes)
+        finally:
+            tar.stdout.close()
+            tar.wait()
+        if tar.returncode:
+            raise BuildError(f"tar of {rootfs} failed with exit code {tar.returncode}")
+        info = self.image(ref)
+        if info is None:
+            raise BuildError(f"docker import of {rootfs} gave no image: {str(result)[:200]}")
+        return info.id
+
+
+def _short(message: str) -> str:
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"

@@ -1,0 +1,76 @@
+"""Checks every built image must pass before it counts as built."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import List, Optional
+
+from .engine.docker import DockerEngine
+from .plan import PlannedImage
+
+# Provided by the host's NVIDIA driver at run time (apptainer --nv), never by the image.
+HOST_DRIVER_LIBRARIES = ("libcuda.so", "libnvidia-ml.so", "libnvidia-ptxjitcompiler.so")
+
+ELF_FILES = (
+    'find {prefix} -type f \\( -perm -u+x -o -name "*.so*" \\) 2>/dev/null | while read -r f; do '
+    'if [ "$(head -c 4 "$f" | tail -c 3)" = ELF ]; then echo "$f"; fi; done'
+)
+
+
+def smoke_test(engine: DockerEngine, ref: str, image: PlannedImage) -> Optional[str]:
+    """Run the family's smoke command; a problem if it fails or its output does not match."""
+    smoke = image.build_args["smoke"]
+    code, output = engine.run(ref, smoke["command"])
+    first = next((line for line in output.splitlines() if line.strip()), "(no output)")
+    if code != 0:
+        return f"smoke test `{smoke['command']}` exited {code}: {output.strip().splitlines()[-1] if output.strip() else '(no output)'}"
+    if smoke["expect"] and not re.search(smoke["expect"], output):
+        return f"smoke test `{smoke['command']}` printed {first!r}, which does not match {smoke['expect']!r}"
+    return None
+
+
+def missing_commands(engine: DockerEngine, ref: str, image: PlannedImage) -> Optional[str]:
+    """Every command the catalogue promises must be on the image's PATH."""
+    names = " ".join(shlex.quote(c) for c in image.build_args["commands"])
+    code, output = engine.run(ref, f'for c in {names}; do command -v "$c" >/dev/null || echo "$c"; done')
+    missing = output.split()
+    if code != 0 or missing:
+        return f"commands missing from the image: {', '.join(missing) or output.strip()}"
+    return None
+
+
+def missing_libraries(engine: DockerEngine, ref: str, prefix: str) -> Optional[str]:
+    """ldd over every ELF file under the install prefix: no 'not found' allowed."""
+    script = f"{ELF_FILES.format(prefix=shlex.quote(prefix))} | while read -r f; do ldd \"$f\" 2>/dev/null | grep 'not found' | sed \"s|^|$f: |\"; done"
+    _, output = engine.run(ref, script)
+    missing = [line.strip() for line in output.splitlines()
+               if "not found" in line and not any(lib in line for lib in HOST_DRIVER_LIBRARIES)]
+    if missing:
+        return f"missing shared libraries ({len(missing)}): {'; '.join(sorted(set(missing))[:5])}"
+    return None
+
+
+def cuda_architectures(engine: DockerEngine, build_stage_ref: str, prefix: str) -> List[str]:
+    """The sm_XX targets cuobjdump finds in the binaries under the prefix (run in the build stage)."""
+    script = (f"{ELF_FILES.format(prefix=shlex.quote(prefix))} | while read -r f; do "
+              "cuobjdump --list-elf \"$f\" 2>/dev/null; done")
+    _, output = engine.run(build_stage_ref, script)
+    return sorted(set(re.findall(r"\bsm_(\d+)\b", output)), key=int)
+
+
+def verify(engine: DockerEngine, ref: str, image: PlannedImage, build_stage_ref: Optional[str]) -> List[str]:
+    """Every problem found in a built image; an empty list means it passed."""
+    labels = engine.image(ref).labels
+    prefix = labels.get("io.cryostack.prefix", "/opt")
+    problems = [p for p in (
+        smoke_test(engine, ref, image),
+        missing_commands(engine, ref, image),
+        missing_libraries(engine, ref, prefix),
+    ) if p]
+    arch = image.build_args["cuda_arch"]
+    if arch is not None and build_stage_ref is not None:
+        found = cuda_architectures(engine, build_stage_ref, prefix)
+        if str(arch) not in found:
+            problems.append(f"binaries carry no sm_{arch} code (cuobjdump found: {', '.join('sm_' + a for a in found) or 'none'})")
+    return problems
