@@ -26,6 +26,15 @@ def parser() -> argparse.ArgumentParser:
     with_selection("render", "render Dockerfile, Apptainer definition and build script per matrix entry")
     with_selection("matrix", "print the build matrix").add_argument("--json", action="store_true")
     with_selection("lint", "render, then hadolint and check every rendered file")
+    for name, help_text in (("build", "build and verify the selected out-of-date images"),
+                            ("build-all", "build and verify every out-of-date image")):
+        command = with_selection(name, help_text)
+        command.add_argument("--jobs", type=int, default=1, help="images built at once")
+        command.add_argument("--keep-going", action="store_true", help="build the others when one fails")
+        command.add_argument("--dry-run", action="store_true", help="say what would be built and why")
+    base = sub.add_parser("base-image", help="make the local Debian base image with debootstrap")
+    base.add_argument("--suite", default="bookworm")
+    base.add_argument("--force", action="store_true")
     return top
 
 
@@ -33,8 +42,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser().parse_args(argv)
     with commands.reported_errors():
         project = commands.Project.locate(args.root)
-        settings = BuildSettings.from_env(base_image=args.base_image, build_dir=args.build_dir)
-        if args.command == "render":
+        settings = BuildSettings.from_env(base_image=getattr(args, "base_image", None),
+                                          build_dir=getattr(args, "build_dir", None))
+        if args.command == "base-image":
+            commands.base_image(project, settings, suite=args.suite, force=args.force)
+        elif args.command in ("build", "build-all"):
+            commands.build(project, settings, args.only if args.command == "build" else None, jobs=args.jobs,
+                           keep_going=args.keep_going, dry_run=args.dry_run, everything=args.command == "build-all")
+        elif args.command == "render":
             commands.render(project, settings, args.only)
         elif args.command == "matrix":
             commands.matrix(project, settings, args.only, as_json=args.json)

@@ -9,7 +9,7 @@ import pytest
 
 from cryostack.catalogue import load_catalogue
 from cryostack.errors import InputError
-from conftest import ROOT, cryostack
+from helpers import ROOT, cryostack
 
 
 def test_shipped_catalogue_has_every_family_and_variant():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cryostack.commands import Project, planned_images
 from cryostack.settings import BuildSettings
-from conftest import ROOT
+from helpers import ROOT
 
 
 def fingerprints(root: Path, settings: BuildSettings = BuildSettings()) -> dict:

@@ -12,7 +12,7 @@ import pytest
 from cryostack.commands import Project, planned_images
 from cryostack.plan import write_rendered
 from cryostack.settings import BuildSettings
-from conftest import ROOT
+from helpers import ROOT
 
 GOLDEN = ROOT / "tests" / "data" / "golden"
 # One entry per family, plus the CUDA and oneAPI flavours of RELION.

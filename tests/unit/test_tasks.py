@@ -13,7 +13,7 @@ from cryostack.errors import InputError
 from cryostack.commands import Project
 from cryostack.catalogue import load_catalogue
 from cryostack.plan import expand, select
-from conftest import ROOT, cryostack
+from helpers import ROOT, cryostack
 
 
 def test_invoke_list_shows_each_task_with_help():

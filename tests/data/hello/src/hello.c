@@ -1,0 +1,22 @@
+/* The fast tests' stand-in for a real package: prints its version, optionally uses OpenMP. */
+#include <stdio.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifdef BROKEN
+#error "deliberately broken: the keep-going test needs one image that fails to compile"
+#endif
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        printf("hello %s\n", VERSION);
+        return 0;
+    }
+#ifdef _OPENMP
+    printf("threads: %d\n", omp_get_max_threads());
+#endif
+    for (int i = 1; i < argc; i++)
+        printf("[%s]\n", argv[i]);
+    return 0;
+}
