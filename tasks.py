@@ -79,3 +79,17 @@ def build_all(c, jobs=1, keep_going=False, dry_run=False, base_image=None, build
     with commands.reported_errors():
         commands.build(commands.Project.locate(ROOT), _settings(base_image, build_dir), None,
                        jobs=jobs, keep_going=keep_going, dry_run=dry_run, everything=True)
+
+
+@task(help={"only": ONLY, "build-dir": SELECTION_HELP["build-dir"]})
+def sif(c, only=None, build_dir=None):
+    """Convert built images to Apptainer SIF files (host apptainer, else a containerised one) and smoke-test them."""
+    with commands.reported_errors():
+        commands.sif(commands.Project.locate(ROOT), _settings(None, build_dir), only)
+
+
+@task
+def bench(c):
+    """Measure no-op build-all time, rebuilds after a recipe edit, RELION stage sizes and SIF conversion; print ratios."""
+    with commands.reported_errors():
+        commands.bench(commands.Project.locate(ROOT), _settings())

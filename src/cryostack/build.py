@@ -186,8 +186,11 @@ def _build_one(decision: Decision, run: BuildRun) -> Outcome:
         run.on_event(target.key, "verifying")
         problems = verify(run.engine, fingerprint_ref(image), image, stage_ref)
         if problems:
-            run.engine.untag(fingerprint_ref(image))  # a failed image never counts as built
-            outcome.reason = "; ".join(problems)
+            # A failed image never counts as built; it stays inspectable under a -failed tag.
+            failed_ref = f"{readable_ref(image)}-failed"
+            run.engine.tag(fingerprint_ref(image), failed_ref)
+            run.engine.untag(fingerprint_ref(image))
+            outcome.reason = "; ".join(problems) + f" (inspect it: docker run --rm -it {failed_ref} bash)"
         else:
             run.engine.tag(fingerprint_ref(image), readable_ref(image))
             outcome.status, outcome.size = BUILT, _size(run.engine, image)
@@ -242,15 +245,34 @@ def git_revision(root: Path) -> str:
 
 
 def write_report(path: Path, outcomes: List[Outcome]) -> None:
-    """Merge this run's outcomes into build/report.json (atomically), keyed by matrix entry."""
-    report: Dict[str, dict] = {}
-    if path.exists():
-        try:
-            report = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            report = {}
+    """Record this run's outcomes in build/report.json, keyed by matrix entry (others are kept)."""
+    report = read_report(path)
     for outcome in outcomes:
-        report[outcome.key] = asdict(outcome)
+        previous = report.get(outcome.key, {})
+        entry = asdict(outcome)
+        if outcome.status == UP_TO_DATE:  # keep what earlier runs learnt about the same image
+            entry = dict(previous, **{k: v for k, v in entry.items() if v or k == "status"})
+        report[outcome.key] = entry
+    _write_report(path, report)
+
+
+def update_report(path: Path, updates: Dict[str, dict]) -> None:
+    """Add fields (e.g. the SIF's path and sha256) to existing entries of build/report.json."""
+    report = read_report(path)
+    for key, fields in updates.items():
+        report.setdefault(key, {"key": key}).update(fields)
+    _write_report(path, report)
+
+
+def read_report(path: Path) -> Dict[str, dict]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _write_report(path: Path, report: Dict[str, dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)

@@ -32,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--jobs", type=int, default=1, help="images built at once")
         command.add_argument("--keep-going", action="store_true", help="build the others when one fails")
         command.add_argument("--dry-run", action="store_true", help="say what would be built and why")
+    with_selection("sif", "convert built images to Apptainer SIF files and smoke-test them")
     base = sub.add_parser("base-image", help="make the local Debian base image with debootstrap")
     base.add_argument("--suite", default="bookworm")
     base.add_argument("--force", action="store_true")
@@ -49,6 +50,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         elif args.command in ("build", "build-all"):
             commands.build(project, settings, args.only if args.command == "build" else None, jobs=args.jobs,
                            keep_going=args.keep_going, dry_run=args.dry_run, everything=args.command == "build-all")
+        elif args.command == "sif":
+            commands.sif(project, settings, args.only)
         elif args.command == "render":
             commands.render(project, settings, args.only)
         elif args.command == "matrix":

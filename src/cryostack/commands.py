@@ -223,3 +223,73 @@ def _summary(outcomes) -> None:
         table.add_row(o.key, o.status, f"{o.seconds:.0f}s" if o.seconds else "",
                       f"{o.size / 1e6:.0f} MB" if o.size else "", o.reason)
     Console(highlight=False, width=max(console.width, 160)).print(table)
+
+
+def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -> None:
+    """Convert built, verified images to SIF files under BUILD_DIR/sif/ and smoke-test each SIF."""
+    import re
+    import time
+    from .build import fingerprint_ref, update_report
+    from .engine.apptainer import Apptainer
+    from .engine.docker import DockerEngine
+    from .sources import sha256_of
+
+    images = planned_images(project, settings, only)
+    engine = DockerEngine.connect()
+    build_dir = project.resolve(settings.build_dir)
+    apptainer = Apptainer(engine, project.recipes_dir / "tools" / "apptainer.Dockerfile",
+                          build_dir / "logs" / "apptainer.log")
+    ready = [image for image in images if engine.image(fingerprint_ref(image)) is not None]
+    for image in images:
+        if image not in ready:
+            console.print(f"sif {image.target.key}: not built (run `invoke build --only {image.target.key}`)", markup=False)
+    if not ready:
+        raise BuildError("no built image to convert" + (f" in --only {only!r}" if only else ""))
+    apptainer.ensure()
+    failures, updates = [], {}
+    for image in ready:
+        key, fingerprint = image.target.key, image.fingerprint
+        dest = build_dir / "sif" / image.target.family.family / image.target.version / image.target.variant_name / f"{fingerprint.short}.sif"
+        started = time.monotonic()
+        try:
+            if dest.exists():
+                console.print(f"sif {key}: up to date ({_relative(dest)})", markup=False)
+            else:
+                console.print(f"sif {key}: building with apptainer in {apptainer.where} ...", markup=False)
+                apptainer.build_sif(fingerprint_ref(image), dest)
+            code, output = apptainer.exec(dest, image.build_args["smoke"]["command"])
+            expect = image.build_args["smoke"]["expect"]
+            if code != 0 or (expect and not re.search(expect, output)):
+                raise BuildError(f"smoke test in the SIF failed (exit {code}): {output.strip().splitlines()[-1:]}")
+        except CryostackError as exc:
+            failures.append(f"{key}: {exc}")
+            console.print(f"sif {key}: failed: {exc}", markup=False)
+            continue
+        seconds = round(time.monotonic() - started, 1)
+        updates[key] = {"sif": str(dest), "sif_sha256": sha256_of(dest), "sif_size": dest.stat().st_size,
+                        "sif_seconds": seconds}
+        console.print(f"sif {key}: {_relative(dest)} ({dest.stat().st_size / 1e6:.0f} MB, {seconds:.0f}s, smoke test passed)",
+                      markup=False)
+    update_report(build_dir / "report.json", updates)
+    if failures:
+        raise BuildError(f"{len(failures)} SIF conversion(s) failed: {'; '.join(failures)}")
+
+
+def bench(project: Project, settings: BuildSettings) -> None:
+    """Measure the speed and size targets on this machine; print values and ratios."""
+    from . import bench as measures
+    from .build import read_report
+    from .engine.docker import DockerEngine
+
+    engine = DockerEngine.connect()
+    build_dir = project.resolve(settings.build_dir)
+    images = planned_images(project, settings, None)
+    rows = [measures.noop_build(project.root, settings, engine), measures.rebuilds_after_touch(project.root, settings)]
+    rows += measures.stage_sizes(images, engine, build_dir) or [
+        measures.missing("RELION runtime / build stage", "no RELION image built yet: invoke build --only relion/3.1.3/gcc-cpu")]
+    rows += measures.sif_conversion(read_report(build_dir / "report.json")) or [
+        measures.missing("SIF conversion", "no SIF yet: invoke sif")]
+    table = Table("measure", "value", "ratio", "what the ratio means", box=None)
+    for row in rows:
+        table.add_row(row.name, row.value, row.ratio, row.meaning)
+    Console(highlight=False, width=max(console.width, 150)).print(table)

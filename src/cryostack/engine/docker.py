@@ -94,9 +94,11 @@ class DockerEngine:
             image_id = info.id
         return image_id
 
-    def run(self, ref: str, script: str, timeout: int = 600) -> Tuple[int, str]:
-        """Run a shell script in a throw-away container; (exit code, combined output)."""
-        container = self.client.containers.create(ref, ["/bin/sh", "-c", script], network_mode="none")
+    def run(self, ref: str, script: str, timeout: int = 600, **options) -> Tuple[int, str]:
+        """Run a shell script in a throw-away container, without network unless `options` say
+        otherwise (volumes, cap_add, devices ...: the SDK's create() arguments); (exit code, output)."""
+        options.setdefault("network_mode", "none")
+        container = self.client.containers.create(ref, ["/bin/sh", "-c", script], **options)
         try:
             container.start()
             result = container.wait(timeout=timeout)
@@ -104,6 +106,12 @@ class DockerEngine:
             return int(result.get("StatusCode", 1)), output
         finally:
             container.remove(force=True)
+
+    def save(self, ref: str, dest: Path) -> None:
+        """`docker save REF > DEST` (a docker-archive tarball)."""
+        with open(dest, "wb") as out:
+            for chunk in self.client.images.get(ref).save(named=True):
+                out.write(chunk)
 
     def tag(self, ref: str, new_ref: str) -> None:
         repository, _, tag = new_ref.rpartition(":")
