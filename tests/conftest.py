@@ -54,3 +54,11 @@ def hello_project(tmp_path_factory, engine: DockerEngine, base_image: str):
         for image in engine.client.images.list(name=f"cryostack/{name}"):
             for tag in image.tags:
                 engine.untag(tag)
+
+
+@pytest.fixture(scope="session")
+def trixie_base(engine: DockerEngine, tmp_path_factory) -> str:
+    """Debian trixie, the base of the containerised Apptainer (made with debootstrap if missing)."""
+    work = tmp_path_factory.mktemp("trixie")
+    make_base_image(engine, "local/debian:trixie", "trixie", work, work / "debootstrap.log")
+    return "local/debian:trixie"

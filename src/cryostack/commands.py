@@ -156,6 +156,8 @@ def build(project: Project, settings: BuildSettings, only: Optional[str] = None,
         raise InputError(f"--jobs {jobs}: give a number of parallel builds of at least 1")
     images = planned_images(project, settings, only)
     engine = DockerEngine.connect()
+    if not dry_run:
+        _make_local_bases(project, settings, engine, images)
     decisions = decide(images, engine)
     if dry_run:
         table = Table("image", "action", "why", box=None)
@@ -175,6 +177,20 @@ def build(project: Project, settings: BuildSettings, only: Optional[str] = None,
     if failed:
         raise BuildError(f"{len(failed)} of {len(outcomes)} images failed or could not be built: "
                          + ", ".join(o.key for o in failed))
+
+
+def _make_local_bases(project: Project, settings: BuildSettings, engine, images: List[PlannedImage]) -> None:
+    """The local Debian base images are ours to make: debootstrap any the selected images need."""
+    from .baseimage import make_base_image
+    from .build import base_refs
+
+    build_dir = project.resolve(settings.build_dir)
+    needed = {ref for image in images if not image.target.blocked for ref in base_refs(image.files["Dockerfile"])}
+    for ref in sorted(needed):
+        if ref.startswith("local/debian:") and engine.image(ref) is None:
+            suite = ref.split(":", 1)[1]
+            console.print(f"base image {ref} is missing: making it with debootstrap {suite} ...", markup=False)
+            make_base_image(engine, ref, suite, build_dir, build_dir / "logs" / f"base-image-{suite}.log")
 
 
 class _Progress:

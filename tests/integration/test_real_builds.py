@@ -1,0 +1,48 @@
+"""Full builds of shipped catalogue entries (minutes each): `invoke test --slow`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT, cryostack
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+
+
+@pytest.fixture(scope="module")
+def real_build(tmp_path_factory, engine, base_image):
+    """RELION 3.1.3 (CPU) and CTFFIND 4.1.14 through the shipped recipes, from Debian's source tarballs."""
+    build_dir = tmp_path_factory.mktemp("real") / "build"
+    result = cryostack("build", "--only", "relion/3.1.3/gcc-cpu,ctffind/4.1.14/gcc-cpu", "--jobs", "2",
+                       "--keep-going", "--build-dir", str(build_dir))
+    return result, build_dir, json.loads((build_dir / "report.json").read_text())
+
+
+def test_relion_and_ctffind_build_and_pass_verification(real_build):
+    result, _, outcomes = real_build
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert outcomes["relion/3.1.3/gcc-cpu"]["status"] in ("built", "up-to-date")
+    assert outcomes["ctffind/4.1.14/gcc-cpu"]["status"] in ("built", "up-to-date")
+
+
+def test_relion_runs_its_commands(real_build, engine):
+    code, output = engine.run("cryostack/relion:3.1.3-gcc-cpu", "relion_refine --version; which relion_refine_mpi")
+    assert code == 0 and "3.1.3" in output and "/opt/relion/bin/relion_refine_mpi" in output
+    code, output = engine.run("cryostack/relion:3.1.3-gcc-cpu", "mpirun --allow-run-as-root -np 2 relion_refine_mpi --version")
+    assert code == 0, output
+
+
+def test_ctffind_reports_its_version(real_build, engine):
+    code, output = engine.run("cryostack/ctffind:4.1.14-gcc-cpu", "ctffind < /dev/null | head -n 8")
+    assert code == 0 and "Version : 4.1.14" in output
+
+
+def test_sif_of_ctffind(real_build, trixie_base):
+    _, build_dir, _ = real_build
+    result = cryostack("sif", "--only", "ctffind/4.1.14/gcc-cpu", "--build-dir", str(build_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    entry = json.loads((build_dir / "report.json").read_text())["ctffind/4.1.14/gcc-cpu"]
+    assert Path(entry["sif"]).read_bytes()[32:41] == b"SIF_MAGIC"
