@@ -10,6 +10,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 HELLO = ROOT / "tests" / "data" / "hello"
 # name -> (compiler flags, smoke expectation): one good family and three that must fail verification.
@@ -35,7 +37,7 @@ def hello_tarball(dest: Path) -> str:
     """hello-1.0.tar.gz with fixed metadata (same bytes every time); returns its sha256."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.GNU_FORMAT) as tar:
-        for name in ("hello.c", "Makefile"):
+        for name in ("hello.c", "hello.cu", "Makefile"):
             data = (HELLO / "src" / name).read_bytes()
             info = tarfile.TarInfo(f"hello-1.0/{name}")
             info.size, info.mode, info.mtime = len(data), 0o644, 0
@@ -44,8 +46,27 @@ def hello_tarball(dest: Path) -> str:
     return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
+def hello_family(name: str, flags: str, expect: str, sha256: str, cuda_arch: int | None = None) -> dict:
+    """A catalogue entry for the test program; a CUDA variant when cuda_arch is given."""
+    variant = {"toolchain": "gcc", "accel": "cpu", "cpu_flags": flags, "targets": ["c6i"]}
+    if cuda_arch is not None:
+        variant.update(accel="cuda", cuda_arch=cuda_arch, targets=["g5"])
+    return {
+        "family": name,
+        "description": f"test program {name}",
+        "recipe": "hello",
+        "licence": {"name": "MIT", "redistributable": True},
+        "commands": ["hello"],
+        "smoke": {"command": "hello --version", "expect": expect},
+        "variants": {f"gcc-cuda{cuda_arch}" if cuda_arch else "gcc-cpu": variant},
+        "versions": {"1.0": {"source": {
+            "url": "https://example.invalid/hello-1.0.tar.gz", "file": "hello-1.0.tar.gz", "sha256": sha256}}},
+    }
+
+
 def make_hello_project(root: Path, families=FAMILIES) -> Path:
-    """A cryostack project with the shipped common layouts and the test families."""
+    """A cryostack project with the shipped common layouts and the test families:
+    name -> (compiler flags, smoke expectation[, cuda arch])."""
     (root / "images").mkdir(parents=True)
     shutil.copytree(ROOT / "recipes" / "common", root / "recipes" / "common")
     shutil.copy(ROOT / "recipes" / "hadolint.yaml", root / "recipes" / "hadolint.yaml")
@@ -53,8 +74,16 @@ def make_hello_project(root: Path, families=FAMILIES) -> Path:
     mirror = root / ".cache" / "sources"
     mirror.mkdir(parents=True)
     sha = hello_tarball(mirror / "hello-1.0.tar.gz")
-    template = (HELLO / "family.yaml.in").read_text()
-    for name, (flags, expect) in families.items():
-        text = template.replace("@NAME@", name).replace("@FLAGS@", flags)
-        (root / "images" / f"{name}.yaml").write_text(text.replace("@EXPECT@", expect).replace("@SHA256@", sha))
+    for name, spec in families.items():
+        entry = hello_family(name, spec[0], spec[1], sha, *spec[2:])
+        (root / "images" / f"{name}.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
     return root
+
+
+def edit_yaml(path: Path, change) -> str:
+    """Apply `change` to the parsed YAML file and write it back; returns the original text."""
+    original = path.read_text()
+    data = yaml.safe_load(original)
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return original

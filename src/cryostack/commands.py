@@ -257,7 +257,7 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
                           build_dir / "logs" / "apptainer.log")
     ready = [image for image in images if engine.image(fingerprint_ref(image)) is not None]
     for image in images:
-        if image not in ready:
+        if image not in ready and not image.target.blocked:
             console.print(f"sif {image.target.key}: not built (run `invoke build --only {image.target.key}`)", markup=False)
     if not ready:
         raise BuildError("no built image to convert" + (f" in --only {only!r}" if only else ""))

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cryostack
-from helpers import make_hello_project
+from helpers import cryostack, edit_yaml, make_hello_project
 
 pytestmark = pytest.mark.docker
 
@@ -90,9 +89,8 @@ def test_second_run_builds_nothing(first_build, hello_project, engine):
 
 def test_dry_run_says_what_would_build_and_why(first_build, hello_project):
     catalogue = hello_project / "images" / "hello.yaml"
-    original = catalogue.read_text()
+    original = edit_yaml(catalogue, lambda d: d["variants"]["gcc-cpu"].update(cpu_flags="-O1"))
     try:
-        catalogue.write_text(original.replace('cpu_flags: "-O2"', 'cpu_flags: "-O1"'))
         result = cryostack("--root", str(hello_project), "build", "--dry-run")
     finally:
         catalogue.write_text(original)
@@ -107,7 +105,7 @@ def test_editing_the_shared_recipe_rebuilds_every_image_using_it(first_build, he
     recipe = hello_project / "recipes" / "hello" / "recipe.j2"
     original = recipe.read_text()
     try:
-        recipe.write_text(original.replace("install\n{% endmacro %}", "install\ntrue\n{% endmacro %}"))
+        recipe.write_text(original.replace("{% endmacro %}", "true\n{% endmacro %}"))
         result = cryostack("--root", str(hello_project), "build", "--dry-run", "--only", "hello,other")
     finally:
         recipe.write_text(original)
@@ -148,7 +146,7 @@ def test_fetched_source_with_wrong_checksum_never_reaches_the_mirror(tmp_path, b
     try:
         catalogue = root / "images" / "fetched.yaml"
         url = f"http://127.0.0.1:{server.server_address[1]}/hello-1.0.tar.gz"
-        catalogue.write_text(catalogue.read_text().replace("https://example.invalid/hello-1.0.tar.gz", url))
+        edit_yaml(catalogue, lambda d: d["versions"]["1.0"]["source"].update(url=url))
         result = cryostack("--root", str(root), "build")
     finally:
         server.shutdown()
@@ -159,10 +157,12 @@ def test_fetched_source_with_wrong_checksum_never_reaches_the_mirror(tmp_path, b
 
 def test_build_all_reports_what_cannot_build_here_without_failing(tmp_path, base_image):
     root = make_hello_project(tmp_path, {"hello": ("-O2", "hello {version}")})
-    catalogue = root / "images" / "hello.yaml"
-    text = catalogue.read_text()
-    sha_line = next(line for line in text.splitlines() if "sha256:" in line)
-    catalogue.write_text(text.replace(sha_line, "      unpinned: nobody has checked this tarball yet"))
+    def unpin(data):
+        source = data["versions"]["1.0"]["source"]
+        del source["sha256"]
+        source["unpinned"] = "nobody has checked this tarball yet"
+
+    edit_yaml(root / "images" / "hello.yaml", unpin)
     everything = cryostack("--root", str(root), "build-all")
     assert everything.returncode == 0, everything.stderr
     assert "unavailable" in everything.stdout and "nobody has checked" in everything.stdout
