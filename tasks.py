@@ -93,3 +93,27 @@ def bench(c):
     """Measure no-op build-all time, rebuilds after a recipe edit, RELION stage sizes and SIF conversion; print ratios."""
     with commands.reported_errors():
         commands.bench(commands.Project.locate(ROOT), _settings())
+
+
+PUBLISH_HELP = {
+    "efs-root": "root of the shared image store, e.g. /efs/cryostack",
+    "only": ONLY,
+    "group": "group that owns the published files (default: the publisher's)",
+    "file-mode": "mode of published files (default 0444)",
+    "dir-mode": "mode of published directories (default 0755)",
+}
+
+
+@task(help=PUBLISH_HELP)
+def publish(c, efs_root=None, only=None, group=None, file_mode="0444", dir_mode="0755"):
+    """Publish verified SIF files to the EFS tree: versioned files, current.sif links, manifest.json."""
+    with commands.reported_errors():
+        commands.publish(commands.Project.locate(ROOT), _settings(), efs_root, only,
+                         group=group, file_mode=file_mode, dir_mode=dir_mode)
+
+
+@task(help={"efs-root": PUBLISH_HELP["efs-root"], "keep": "how many images to keep per variant, current included"})
+def prune(c, efs_root=None, keep=3):
+    """Remove old published SIFs, keeping the newest KEEP per variant (never the current one)."""
+    with commands.reported_errors():
+        commands.prune(efs_root, keep)

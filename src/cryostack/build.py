@@ -48,6 +48,8 @@ class Outcome:
     image: str = ""
     fingerprint: str = ""
     log: str = ""
+    image_id: str = ""
+    labels: Dict[str, str] = field(default_factory=dict)
 
 
 def fingerprint_ref(image: PlannedImage) -> str:
@@ -148,9 +150,11 @@ def run_builds(decisions: List[Decision], run: BuildRun, jobs: int = 1, keep_goi
     def one(decision: Decision) -> Outcome:
         image = decision.image
         if decision.action != WOULD_BUILD:
-            return Outcome(image.target.key, decision.action, decision.reason,
-                           image=fingerprint_ref(image), fingerprint=image.fingerprint.digest,
-                           size=_size(run.engine, image) if decision.action == UP_TO_DATE else 0)
+            outcome = Outcome(image.target.key, decision.action, decision.reason,
+                              image=fingerprint_ref(image), fingerprint=image.fingerprint.digest)
+            if decision.action == UP_TO_DATE:
+                _record_image(run.engine, image, outcome)
+            return outcome
         if stop.is_set():
             return Outcome(image.target.key, SKIPPED, "an earlier build failed (use --keep-going to build the rest)")
         outcome = _build_one(decision, run)
@@ -193,7 +197,8 @@ def _build_one(decision: Decision, run: BuildRun) -> Outcome:
             outcome.reason = "; ".join(problems) + f" (inspect it: docker run --rm -it {failed_ref} bash)"
         else:
             run.engine.tag(fingerprint_ref(image), readable_ref(image))
-            outcome.status, outcome.size = BUILT, _size(run.engine, image)
+            outcome.status = BUILT
+            _record_image(run.engine, image, outcome)
     except SourceUnavailable as exc:
         outcome.status, outcome.reason = UNAVAILABLE, str(exc)
     except CryostackError as exc:
@@ -216,9 +221,11 @@ def _stage_source(source: Path, dest: Path) -> None:
         shutil.copy2(source, dest / source.name)
 
 
-def _size(engine: DockerEngine, image: PlannedImage) -> int:
+def _record_image(engine: DockerEngine, image: PlannedImage, outcome: Outcome) -> None:
+    """Size, ID and labels of the built image: what publish puts in the manifest."""
     info = engine.image(fingerprint_ref(image))
-    return info.size if info else 0
+    if info is not None:
+        outcome.size, outcome.image_id, outcome.labels = info.size, info.id, info.labels
 
 
 def build_labels(decision: Decision, revision: str) -> Dict[str, str]:

@@ -33,6 +33,14 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--keep-going", action="store_true", help="build the others when one fails")
         command.add_argument("--dry-run", action="store_true", help="say what would be built and why")
     with_selection("sif", "convert built images to Apptainer SIF files and smoke-test them")
+    publish = with_selection("publish", "publish verified SIF files to the EFS tree with a manifest")
+    publish.add_argument("--efs-root", required=True)
+    publish.add_argument("--group")
+    publish.add_argument("--file-mode", default="0444")
+    publish.add_argument("--dir-mode", default="0755")
+    prune = sub.add_parser("prune", help="remove old published SIFs beyond the newest KEEP per variant")
+    prune.add_argument("--efs-root", required=True)
+    prune.add_argument("--keep", type=int, default=3)
     base = sub.add_parser("base-image", help="make the local Debian base image with debootstrap")
     base.add_argument("--suite", default="bookworm")
     base.add_argument("--force", action="store_true")
@@ -42,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> None:
     args = parser().parse_args(argv)
     with commands.reported_errors():
+        if args.command == "prune":  # needs no checkout: it works on the EFS tree alone
+            return commands.prune(args.efs_root, args.keep)
         project = commands.Project.locate(args.root)
         settings = BuildSettings.from_env(base_image=getattr(args, "base_image", None),
                                           build_dir=getattr(args, "build_dir", None))
@@ -50,6 +60,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         elif args.command in ("build", "build-all"):
             commands.build(project, settings, args.only if args.command == "build" else None, jobs=args.jobs,
                            keep_going=args.keep_going, dry_run=args.dry_run, everything=args.command == "build-all")
+        elif args.command == "publish":
+            commands.publish(project, settings, args.efs_root, args.only, group=args.group,
+                             file_mode=args.file_mode, dir_mode=args.dir_mode)
         elif args.command == "sif":
             commands.sif(project, settings, args.only)
         elif args.command == "render":

@@ -309,3 +309,80 @@ def bench(project: Project, settings: BuildSettings) -> None:
     for row in rows:
         table.add_row(row.name, row.value, row.ratio, row.meaning)
     Console(highlight=False, width=max(console.width, 150)).print(table)
+
+
+def _mode(text: str, option: str) -> int:
+    try:
+        mode = int(str(text), 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o7777:
+        raise InputError(f"{option} {text!r}: give an octal mode such as 0444")
+    return mode
+
+
+def publish(project: Project, settings: BuildSettings, efs_root: Optional[str], only: Optional[str] = None,
+            group: Optional[str] = None, file_mode: str = "0444", dir_mode: str = "0755") -> None:
+    """Copy verified SIF files into the EFS tree and switch current.sif and manifest.json to them."""
+    from .build import BUILT, UP_TO_DATE, read_report
+    from .publish import manifest as manifests
+    from .publish.efs import EfsTree
+
+    if not efs_root:
+        raise InputError("--efs-root: give the directory of the shared image store (e.g. /efs/cryostack)")
+    tree = EfsTree(Path(efs_root), _mode(file_mode, "--file-mode"), _mode(dir_mode, "--dir-mode"), group)
+    report = read_report(project.resolve(settings.build_dir) / "report.json")
+    ready, not_ready = [], []
+    for image in planned_images(project, settings, only):
+        built = report.get(image.target.key, {})
+        if built.get("fingerprint") != image.fingerprint.digest or built.get("status") not in (BUILT, UP_TO_DATE):
+            not_ready.append(f"{image.target.key} (not built: invoke build)")
+        elif not built.get("sif") or not Path(built["sif"]).exists():
+            not_ready.append(f"{image.target.key} (no SIF: invoke sif)")
+        else:
+            ready.append((image, built))
+    if only and not_ready:  # an explicit selection is all or nothing
+        raise InputError(f"--only {only!r}: cannot publish {', '.join(not_ready)}; nothing was published")
+    if not ready:
+        raise BuildError("nothing to publish: no image has a verified SIF (invoke build-all, then invoke sif)")
+    failures, entries, copied = [], {}, 0
+    with tree.locked(on_wait=lambda: console.print(f"waiting for another publisher's lock on {tree.root} ...", markup=False)):
+        manifest = tree.read_manifest()
+        for image, built in ready:
+            key = image.target.key
+            try:
+                sif, size = tree.install_sif(Path(built["sif"]), manifests.sif_relpath(image), built.get("sif_sha256"))
+            except CryostackError as exc:
+                failures.append(f"{key}: {exc}")
+                continue
+            copied += size
+            entries[key] = manifests.entry_for(image, built, sif)
+            state = f"copied {size / 1e6:.0f} MB" if size else "unchanged, 0 bytes copied"
+            console.print(f"published {key:<30} {sif['path']} ({state})", markup=False)
+        for entry in entries.values():
+            tree.point_current(entry["sif"]["path"])
+        tree.write_manifest(manifests.merge(manifest, entries))
+    console.print(f"{len(entries)} images in {tree.manifest_path} ({copied / 1e6:.0f} MB copied)", markup=False)
+    if failures:
+        raise BuildError(f"{len(failures)} image(s) not published: {'; '.join(failures)}")
+
+
+def prune(efs_root: Optional[str], keep: int) -> None:
+    """Remove published SIFs beyond the newest KEEP per variant; current.sif's target always stays."""
+    from .publish.efs import EfsTree
+    from .publish.prune import plan_prune
+
+    if not efs_root:
+        raise InputError("--efs-root: give the directory of the shared image store")
+    if keep < 1:
+        raise InputError(f"--keep {keep}: keep at least 1 (the current image)")
+    tree = EfsTree(Path(efs_root))
+    if not tree.manifest_path.exists():
+        raise InputError(f"{tree.manifest_path}: no manifest here; nothing published to prune")
+    with tree.locked():
+        manifest, removals = plan_prune(tree.read_manifest(), keep)
+        freed = sum(tree.remove(path) for path in removals)
+        tree.write_manifest(manifest)
+    for path in removals:
+        console.print(f"removed {path}", markup=False)
+    console.print(f"pruned {len(removals)} SIF file(s), {freed / 1e6:.0f} MB freed", markup=False)

@@ -1,0 +1,1 @@
+"""Publishing: SIF files to a shared EFS tree with a manifest, OCI images to registries."""

@@ -1,0 +1,24 @@
+"""Which published SIFs `prune --keep N` removes: data in, data out."""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+
+def plan_prune(manifest: dict, keep: int) -> Tuple[dict, List[str]]:
+    """The manifest without history beyond the newest KEEP images per variant, and the SIF paths
+    to remove. The current image (what current.sif and the manifest point at) always counts as one."""
+    images, removals = {}, []
+    for key, entry in manifest["images"].items():
+        current = entry["sif"]["path"]
+        kept, history = 1, []
+        for old in entry.get("history", []):
+            if old["sif"]["path"] == current:
+                continue
+            if kept < keep:
+                history.append(old)
+                kept += 1
+            else:
+                removals.append(old["sif"]["path"])
+        images[key] = dict(entry, history=history)
+    return dict(manifest, images=images), removals
