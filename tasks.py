@@ -117,3 +117,19 @@ def prune(c, efs_root=None, keep=3):
     """Remove old published SIFs, keeping the newest KEEP per variant (never the current one)."""
     with commands.reported_errors():
         commands.prune(efs_root, keep)
+
+
+@task(help={
+    "registry": "host[:port] of an OCI registry (with --ecr: an endpoint overriding the token's)",
+    "ecr": "push to Amazon ECR (repositories created with immutable tags, scan on push, lifecycle)",
+    "region": "AWS region for ECR (default: the standard AWS chain)",
+    "profile": "AWS profile for ECR (default: the standard AWS chain)",
+    "public": "the registry is public: images whose licence forbids redistribution are refused",
+    "username": "registry user; the password is read from $CRYOSTACK_REGISTRY_PASSWORD",
+    "only": ONLY,
+})
+def push(c, registry=None, ecr=False, region=None, profile=None, public=False, username=None, only=None):
+    """Push built images to ECR or any OCI registry; confirm the digests; record them for publish."""
+    with commands.reported_errors():
+        commands.push(commands.Project.locate(ROOT), _settings(), registry, only, public=public,
+                      username=username, ecr=ecr, region=region, profile=profile)

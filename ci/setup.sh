@@ -8,6 +8,8 @@ packages=()
 command -v dockerd >/dev/null || packages+=(docker.io)
 command -v debootstrap >/dev/null || packages+=(debootstrap)
 command -v git >/dev/null || packages+=(git)
+command -v docker-registry >/dev/null || packages+=(docker-registry)   # the OCI registry tests push to
+command -v htpasswd >/dev/null || packages+=(apache2-utils)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 if ((${#packages[@]})); then
   echo "setup: installing ${packages[*]}"

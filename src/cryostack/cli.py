@@ -38,6 +38,13 @@ def parser() -> argparse.ArgumentParser:
     publish.add_argument("--group")
     publish.add_argument("--file-mode", default="0444")
     publish.add_argument("--dir-mode", default="0755")
+    push = with_selection("push", "push built images to ECR or an OCI registry")
+    push.add_argument("--registry")
+    push.add_argument("--ecr", action="store_true")
+    push.add_argument("--region")
+    push.add_argument("--profile")
+    push.add_argument("--public", action="store_true")
+    push.add_argument("--username", help="the password is read from $CRYOSTACK_REGISTRY_PASSWORD")
     prune = sub.add_parser("prune", help="remove old published SIFs beyond the newest KEEP per variant")
     prune.add_argument("--efs-root", required=True)
     prune.add_argument("--keep", type=int, default=3)
@@ -63,6 +70,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         elif args.command == "publish":
             commands.publish(project, settings, args.efs_root, args.only, group=args.group,
                              file_mode=args.file_mode, dir_mode=args.dir_mode)
+        elif args.command == "push":
+            commands.push(project, settings, args.registry, args.only, public=args.public, username=args.username,
+                          ecr=args.ecr, region=args.region, profile=args.profile)
         elif args.command == "sif":
             commands.sif(project, settings, args.only)
         elif args.command == "render":

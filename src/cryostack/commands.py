@@ -386,3 +386,52 @@ def prune(efs_root: Optional[str], keep: int) -> None:
     for path in removals:
         console.print(f"removed {path}", markup=False)
     console.print(f"pruned {len(removals)} SIF file(s), {freed / 1e6:.0f} MB freed", markup=False)
+
+
+def push(project: Project, settings: BuildSettings, registry_url: Optional[str] = None, only: Optional[str] = None,
+         public: bool = False, username: Optional[str] = None, password_env: str = "CRYOSTACK_REGISTRY_PASSWORD",
+         ecr: bool = False, region: Optional[str] = None, profile: Optional[str] = None) -> None:
+    """Push built, verified images to ECR or any OCI registry and record their digests."""
+    from .build import fingerprint_ref, update_report
+    from .engine.docker import DockerEngine
+    from .publish.push import check_selection, licence_refusals, push_all
+    from .publish.registry import Registry
+
+    if not ecr and not registry_url:
+        raise InputError("--registry: give host[:port] of an OCI registry, or --ecr for Amazon ECR")
+    build_dir = project.resolve(settings.build_dir)
+    images = planned_images(project, settings, only)
+    engine = DockerEngine.connect()
+    # Only verified images carry their fingerprint tag (a failed one is re-tagged -failed).
+    ready = [i for i in images if engine.image(fingerprint_ref(i))]
+    if only and len(ready) < len(images):
+        missing = ", ".join(i.target.key for i in images if i not in ready)
+        raise InputError(f"--only {only!r}: not built: {missing} (invoke build); nothing was pushed")
+    if not ready:
+        raise BuildError("nothing to push: no built image (invoke build-all)")
+    ecr_api = None
+    if ecr:
+        from .publish.ecr import Ecr
+        ecr_api = Ecr(region, profile)
+        registry = ecr_api.registry(endpoint=registry_url, public=public)
+    else:
+        registry = Registry(registry_url, username, os.environ.get(password_env) if username else None, public=public)
+    refusals = licence_refusals(ready, registry)
+    check_selection(only, refusals)
+    for refusal in refusals:
+        console.print(f"not pushed (public registry): {refusal}", markup=False)
+    allowed = [i for i in ready if i.target.family.licence.redistributable or not registry.public]
+
+    def prepare(image: PlannedImage) -> None:
+        if ecr_api is not None and ecr_api.ensure_repository(image.target.repository):
+            console.print(f"ECR repository {image.target.repository} created (immutable tags, scan on push, lifecycle)",
+                          markup=False)
+
+    with open(build_dir / "logs" / "push.log", "a") as log:
+        results, failures = push_all(engine, registry, allowed, log, before_each=prepare)
+    for key, oci in results.items():
+        state = "pushed" if oci["pushed"] else "already in the registry"
+        console.print(f"{key:<32} {oci['references'][0]} {oci['digest']} ({state})", markup=False)
+    update_report(build_dir / "report.json", {key: {"oci": oci} for key, oci in results.items()})
+    if failures:
+        raise BuildError(f"{len(failures)} push(es) failed: {'; '.join(failures)}")

@@ -107,6 +107,42 @@ class DockerEngine:
         finally:
             container.remove(force=True)
 
+    def push(self, local_ref: str, remote_ref: str, auth: Optional[Dict[str, str]], log: TextIO,
+             scrub=lambda text: text) -> str:
+        """Tag and push; returns the manifest digest the registry reported. The SDK reports a failed
+        push as {'error': ...} in the stream, never as an exception: every item is checked."""
+        self.tag(local_ref, remote_ref)
+        repository, _, tag = remote_ref.rpartition(":")
+        digest = None
+        try:
+            for item in self.client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth):
+                if "error" in item:
+                    log.write(scrub(f"ERROR: {item['error']}\n"))
+                    raise BuildError(f"push {remote_ref}: {scrub(_short(item['error']))}")
+                if item.get("status"):
+                    log.write(f"{item.get('id', '')} {item['status']}\n")
+                digest = (item.get("aux") or {}).get("Digest", digest)
+        except docker.errors.APIError as exc:
+            raise BuildError(f"push {remote_ref}: {scrub(_short(str(exc.explanation or exc)))}") from None
+        finally:
+            log.flush()
+        if not digest:
+            raise BuildError(f"push {remote_ref}: the engine reported no digest")
+        return digest
+
+    def pull_by_digest(self, repository: str, digest: str, auth: Optional[Dict[str, str]], scrub=lambda t: t) -> str:
+        """Pull repository@digest; returns the local image ID."""
+        try:
+            for item in self.client.api.pull(repository, tag=digest, stream=True, decode=True, auth_config=auth):
+                if "error" in item:
+                    raise BuildError(f"pull {repository}@{digest}: {scrub(_short(item['error']))}")
+        except docker.errors.APIError as exc:
+            raise BuildError(f"pull {repository}@{digest}: {scrub(_short(str(exc.explanation or exc)))}") from None
+        info = self.image(f"{repository}@{digest}")
+        if info is None:
+            raise BuildError(f"pull {repository}@{digest}: no image afterwards")
+        return info.id
+
     def save(self, ref: str, dest: Path) -> None:
         """`docker save REF > DEST` (a docker-archive tarball)."""
         with open(dest, "wb") as out:
