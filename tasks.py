@@ -133,3 +133,17 @@ def push(c, registry=None, ecr=False, region=None, profile=None, public=False, u
     with commands.reported_errors():
         commands.push(commands.Project.locate(ROOT), _settings(), registry, only, public=public,
                       username=username, ecr=ecr, region=region, profile=profile)
+
+
+@task(help={
+    "efs-root": "the local tree to fill",
+    "manifest": "path or http(s) URL of the other site's manifest.json",
+    "only": ONLY,
+    "registry": "pull OCI images by digest from this registry and make the SIF files here",
+    "username": "registry user; the password is read from $CRYOSTACK_REGISTRY_PASSWORD",
+    "group": PUBLISH_HELP["group"],
+})
+def pull(c, efs_root=None, manifest=None, only=None, registry=None, username=None, group=None):
+    """Fill a local EFS tree from another site's published images, verifying every digest and sha256."""
+    with commands.reported_errors():
+        commands.pull(efs_root, manifest, only, registry_url=registry, username=username, group=group, root=ROOT)

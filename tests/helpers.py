@@ -12,6 +12,11 @@ from pathlib import Path
 
 import yaml
 
+from cryostack.build import Outcome, update_report, write_report
+from cryostack.commands import Project, planned_images
+from cryostack.settings import BuildSettings
+from cryostack.sources import sha256_of
+
 ROOT = Path(__file__).resolve().parents[1]
 HELLO = ROOT / "tests" / "data" / "hello"
 # name -> (compiler flags, smoke expectation): one good family and three that must fail verification.
@@ -70,6 +75,7 @@ def make_hello_project(root: Path, families=FAMILIES) -> Path:
     (root / "images").mkdir(parents=True)
     shutil.copytree(ROOT / "recipes" / "common", root / "recipes" / "common")
     shutil.copy(ROOT / "recipes" / "hadolint.yaml", root / "recipes" / "hadolint.yaml")
+    shutil.copytree(ROOT / "recipes" / "tools", root / "recipes" / "tools")
     shutil.copytree(HELLO / "recipes" / "hello", root / "recipes" / "hello")
     mirror = root / ".cache" / "sources"
     mirror.mkdir(parents=True)
@@ -87,3 +93,25 @@ def edit_yaml(path: Path, change) -> str:
     change(data)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return original
+
+
+SIF_HEADER = b"#!/usr/bin/env run-singularity\n\0SIF_MAGIC\x0001\x0002\x00"
+
+
+def fake_sif(path: Path, size: int, seed: int = 0) -> Path:
+    """A file that starts like a SIF, with distinct bytes per seed."""
+    body = bytes((i * 7 + seed) % 251 for i in range(4096)) * (size // 4096 + 1)
+    path.write_bytes((SIF_HEADER + body)[:size])
+    return path
+
+
+def record_built(root: Path, key: str, sif: Path, sha256: str | None = None) -> str:
+    """Write build/report.json as `invoke build` and `invoke sif` would have; returns the fingerprint."""
+    image = next(i for i in planned_images(Project(root), BuildSettings(), None) if i.target.key == key)
+    report = root / "build" / "report.json"
+    write_report(report, [Outcome(key, "built", image=f"cryostack/{key}", fingerprint=image.fingerprint.digest,
+                                  labels={"io.cryostack.prefix": "/opt/hello"})])
+    if sha256 is None and sif.is_file():
+        sha256 = sha256_of(sif)
+    update_report(report, {key: {"sif": str(sif), "sif_sha256": sha256, "sif_size": 0}})
+    return image.fingerprint.digest

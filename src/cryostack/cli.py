@@ -45,6 +45,15 @@ def parser() -> argparse.ArgumentParser:
     push.add_argument("--profile")
     push.add_argument("--public", action="store_true")
     push.add_argument("--username", help="the password is read from $CRYOSTACK_REGISTRY_PASSWORD")
+    pull = sub.add_parser("pull", help="fill a local EFS tree from another site's published manifest")
+    pull.add_argument("--efs-root", required=True, help="the local tree to fill")
+    pull.add_argument("--manifest", required=True, help="path or http(s) URL of the other site's manifest.json")
+    pull.add_argument("--only", help="family[/version[/variant]] globs, comma-separated")
+    pull.add_argument("--registry", help="pull OCI images by digest from this registry and make the SIFs here")
+    pull.add_argument("--username", help="registry user; the password is read from $CRYOSTACK_REGISTRY_PASSWORD")
+    pull.add_argument("--group")
+    pull.add_argument("--file-mode", default="0444")
+    pull.add_argument("--dir-mode", default="0755")
     prune = sub.add_parser("prune", help="remove old published SIFs beyond the newest KEEP per variant")
     prune.add_argument("--efs-root", required=True)
     prune.add_argument("--keep", type=int, default=3)
@@ -59,6 +68,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     with commands.reported_errors():
         if args.command == "prune":  # needs no checkout: it works on the EFS tree alone
             return commands.prune(args.efs_root, args.keep)
+        if args.command == "pull":  # likewise: what it needs is in the other site's manifest
+            return commands.pull(args.efs_root, args.manifest, args.only, registry_url=args.registry,
+                                 username=args.username, group=args.group, file_mode=args.file_mode,
+                                 dir_mode=args.dir_mode, root=args.root)
         project = commands.Project.locate(args.root)
         settings = BuildSettings.from_env(base_image=getattr(args, "base_image", None),
                                           build_dir=getattr(args, "build_dir", None))

@@ -435,3 +435,59 @@ def push(project: Project, settings: BuildSettings, registry_url: Optional[str] 
     update_report(build_dir / "report.json", {key: {"oci": oci} for key, oci in results.items()})
     if failures:
         raise BuildError(f"{len(failures)} push(es) failed: {'; '.join(failures)}")
+
+
+def pull(efs_root: Optional[str], manifest_source: Optional[str], only: Optional[str] = None,
+         registry_url: Optional[str] = None, username: Optional[str] = None,
+         password_env: str = "CRYOSTACK_REGISTRY_PASSWORD", group: Optional[str] = None,
+         file_mode: str = "0444", dir_mode: str = "0755", root: Optional[Path] = None) -> None:
+    """Fill a local EFS tree from another site's published manifest (SIFs beside it, or OCI images
+    from a registry by digest), verifying every image; the local manifest lists what arrived."""
+    from .publish import manifest as manifests
+    from .publish.efs import EfsTree
+    from .publish.pull import fetch_sif, pull_entries, read_source_manifest, select_entries
+
+    if not efs_root or not manifest_source:
+        raise InputError("pull needs --efs-root (the local tree) and --manifest (a path or URL of a published manifest.json)")
+    tree = EfsTree(Path(efs_root), _mode(file_mode, "--file-mode"), _mode(dir_mode, "--dir-mode"), group)
+    entries = select_entries(read_source_manifest(manifest_source), only, manifest_source)
+    if registry_url:
+        obtain = _registry_obtainer(registry_url, username, password_env, root, tree.root)
+    else:
+        def obtain(key, entry, dest):
+            return fetch_sif(manifest_source, entry["sif"]["path"], dest), entry["sif"]["sha256"]
+    with tree.locked(on_wait=lambda: console.print(f"waiting for another publisher's lock on {tree.root} ...", markup=False)):
+        local = tree.read_manifest()
+        installed, failures = pull_entries(entries, tree, obtain, report=lambda text: console.print(text, markup=False))
+        for entry in installed.values():
+            tree.point_current(entry["sif"]["path"])
+        tree.write_manifest(manifests.merge(local, installed))
+    console.print(f"{len(installed)} of {len(entries)} images in {tree.manifest_path}", markup=False)
+    if failures:
+        raise BuildError(f"{len(failures)} image(s) not pulled: {'; '.join(failures)}")
+
+
+def _registry_obtainer(registry_url: str, username: Optional[str], password_env: str, root: Optional[Path], scratch: Path):
+    """obtain() for registry pulls: the image by digest, converted to a SIF on this machine."""
+    from .engine.apptainer import Apptainer
+    from .engine.docker import DockerEngine
+    from .publish.registry import Registry
+
+    registry = Registry(registry_url, username, os.environ.get(password_env) if username else None)
+    auth = {"username": registry.username, "password": registry.password or ""} if registry.username else None
+    engine = DockerEngine.connect()
+    tool = (Path(root) if root else Path(os.environ.get("CRYOSTACK_ROOT") or Path.cwd())) / "recipes" / "tools" / "apptainer.Dockerfile"
+    scratch.mkdir(parents=True, exist_ok=True)
+    apptainer = Apptainer(engine, tool, scratch / ".apptainer.log")
+    apptainer.ensure()
+
+    def obtain(key, entry, dest):
+        oci = entry.get("oci") or {}
+        if not oci.get("digest") or not oci.get("repository"):
+            raise BuildError("the manifest has no OCI digest for it (was it pushed?)")
+        repository = f"{registry.host}/{oci['repository']}"
+        engine.pull_by_digest(repository, oci["digest"], auth, registry.scrub)
+        apptainer.build_sif(f"{repository}@{oci['digest']}", dest)
+        return dest, None  # a SIF made here: the local manifest records its own sha256
+
+    return obtain

@@ -14,34 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cryostack.build import write_report, Outcome
-from cryostack.commands import Project, planned_images
-from cryostack.settings import BuildSettings
-from helpers import cryostack, edit_yaml, make_hello_project
-
-SIF_HEADER = b"#!/usr/bin/env run-singularity\n\0SIF_MAGIC\x0001\x0002\x00"
-
-
-def fake_sif(path: Path, size: int, seed: int = 0) -> Path:
-    """A file that starts like a SIF, with distinct bytes per seed."""
-    body = bytes((i * 7 + seed) % 251 for i in range(4096)) * (size // 4096 + 1)
-    path.write_bytes((SIF_HEADER + body)[:size])
-    return path
-
-
-def record_built(root: Path, key: str, sif: Path, sha256: str | None = None) -> str:
-    """Write build/report.json as `invoke build` and `invoke sif` would have; returns the fingerprint."""
-    image = next(i for i in planned_images(Project(root), BuildSettings(), None) if i.target.key == key)
-    from cryostack.build import update_report
-    report = root / "build" / "report.json"
-    write_report(report, [Outcome(key, "built", image=f"cryostack/{key}", fingerprint=image.fingerprint.digest,
-                                  labels={"io.cryostack.prefix": "/opt/hello"})])
-    if sha256 is None and sif.is_file():
-        from cryostack.sources import sha256_of
-        sha256 = sha256_of(sif)
-    update_report(report, {key: {"sif": str(sif), "sif_sha256": sha256, "sif_size": 0}})
-    return image.fingerprint.digest
-
+from helpers import SIF_HEADER, cryostack, edit_yaml, fake_sif, make_hello_project, record_built
 
 @pytest.fixture
 def site(tmp_path: Path):

@@ -44,6 +44,9 @@ class Apptainer:
         """Make the tool image if the host has no apptainer and the engine lacks the image."""
         if self.host or self.engine.image(TOOL_IMAGE) is not None:
             return
+        if not self.tool_dockerfile.is_file():
+            raise BuildError(f"no apptainer on this host and no {self.tool_dockerfile} to build one: "
+                             "put apptainer on PATH, or run from a cryostack checkout")
         if self.engine.image(TOOL_BASE) is None:
             raise BuildError(f"no apptainer on this host and no {TOOL_BASE} to build one from: "
                              "run `invoke base-image --suite trixie` first")
