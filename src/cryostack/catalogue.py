@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
-import re
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, Tuple
-
-import yaml
-from pydantic import ValidationError
+from typing import Dict
 
 from .errors import InputError
 from .schema import Family
-
-Loc = Tuple[Any, ...]
+from .yamlfile import load_model, shown
 
 
 @dataclass(frozen=True)
@@ -45,114 +38,9 @@ def load_catalogue(images_dir: Path) -> Catalogue:
 
 def load_family(path: Path) -> Family:
     """Parse and validate one catalogue file."""
-    data, lines = _parse(path)
-    if not isinstance(data, dict):
-        raise InputError(f"{path}:1: the file must be a mapping with keys family, licence, commands, ...")
-    try:
-        family = Family.model_validate(data)
-    except ValidationError as exc:
-        # An unknown key is usually a typo that also makes a required key "missing": name it first.
-        first = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
-        raise InputError(_describe(path, first, lines)) from None
+    family, lines = load_model(path, Family)
     if family.family != path.stem:
         raise InputError(
-            f"{path}:{lines.get(('family',), 1)}: family: {family.family!r} must match the file name {path.stem!r}"
+            f"{shown(path)}:{lines.get(('family',), 1)}: family: {family.family!r} must match the file name {path.stem!r}"
         )
     return family
-
-
-def _parse(path: Path) -> Tuple[Any, Dict[Loc, int]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise InputError(f"{path}:1: the file is empty")
-        lines: Dict[Loc, int] = {}
-        _record_lines(path, node, (), lines)
-        return loader.construct_document(node), lines
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark else 1
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"{path}:{line}: invalid YAML: {problem}") from None
-    finally:
-        loader.dispose()
-
-
-def _record_lines(path: Path, node: yaml.Node, loc: Loc, lines: Dict[Loc, int]) -> None:
-    """Map every key path to its line, refusing duplicate keys (PyYAML keeps the last silently)."""
-    lines.setdefault(loc, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key in seen:
-                raise InputError(f"{path}:{key_node.start_mark.line + 1}: {_path(loc + (key,))}: duplicate key")
-            seen.add(key)
-            lines[loc + (key,)] = key_node.start_mark.line + 1
-            _record_lines(path, value_node, loc + (key,), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _record_lines(path, item, loc + (index,), lines)
-
-
-def _describe(path: Path, error: dict, lines: Dict[Loc, int]) -> str:
-    loc = tuple(str(part) if not isinstance(part, int) else part for part in error["loc"])
-    kind = error["type"]
-    if kind == "missing":
-        where, detail = loc[:-1], f"missing required key {loc[-1]!r}"
-    elif kind == "extra_forbidden":
-        valid = sorted(_model_at(loc[:-1]).model_fields)
-        guess = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-        hint = f"did you mean {guess[0]!r}? " if guess else ""
-        where, detail = loc, f"unknown key {loc[-1]!r} ({hint}valid keys: {', '.join(valid)})"
-    else:
-        message = re.sub(r"^(Value error|Assertion failed), ", "", error["msg"])
-        where = loc
-        if kind == "value_error" or isinstance(error.get("input"), (dict, list)):
-            detail = message
-        else:
-            detail = f"{message} (got {error.get('input')!r})"
-    line = _nearest_line(where, lines)
-    key = _path(where) or "(top level)"
-    return f"{path}:{line}: {key}: {detail}"
-
-
-def _nearest_line(loc: Loc, lines: Dict[Loc, int]) -> int:
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return 1
-
-
-def _path(loc: Iterable[Any]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", part):
-            text += f".{part}" if text else part
-        else:
-            text += f"[{part!r}]"
-    return text
-
-
-def _model_at(loc: Loc) -> type:
-    """The pydantic model that validates the mapping at `loc` (for listing its valid keys)."""
-    model: Any = Family
-    for part in loc:  # dict keys and list indices name no field: they keep the element's model
-        if part in model.model_fields:
-            model = _unwrap(model.model_fields[part].annotation)
-    return model
-
-
-def _unwrap(annotation: Any) -> Any:
-    """Optional[X], List[X], Dict[str, X] -> X."""
-    while typing.get_origin(annotation) is not None:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        annotation = args[-1]
-    return annotation
