@@ -51,6 +51,7 @@ def entry_for(image: PlannedImage, built: dict, sif: dict) -> dict:
         "fingerprint": image.fingerprint.digest,
         "sif": sif,
         "oci": built.get("oci"),
+        "image": built.get("image", ""),
         "image_id": built.get("image_id", ""),
         "labels": labels,
         "built": labels.get("org.opencontainers.image.created", ""),

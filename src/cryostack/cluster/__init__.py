@@ -1,0 +1,1 @@
+"""The cluster side: ParallelCluster configs, Slurm wrappers, RELION qsub templates, modules."""
