@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from invoke import task
+from invoke import Collection, task
 
 from cryostack import commands
 from cryostack.settings import BuildSettings
@@ -147,3 +147,25 @@ def pull(c, efs_root=None, manifest=None, only=None, registry=None, username=Non
     """Fill a local EFS tree from another site's published images, verifying every digest and sha256."""
     with commands.reported_errors():
         commands.pull(efs_root, manifest, only, registry_url=registry, username=username, group=group, root=ROOT)
+
+
+SITE_HELP = "site file (default cluster-configs/site.example.yaml)"
+
+
+@task(help={"site": SITE_HELP, "output": "write the YAML here (default: print it)"})
+def config(c, site=None, output=None):
+    """Render the site's ParallelCluster v3 config and validate it with aws-parallelcluster's schema."""
+    with commands.reported_errors():
+        commands.cluster_config(commands.Project.locate(ROOT), site, output)
+
+
+@task(help={"site": SITE_HELP, "manifest": "published manifest.json (default: the site's image store)",
+            "prefix": "where bin/, qsub/ and modules/ go (default: the site's cluster_prefix)"})
+def wrappers(c, site=None, manifest=None, prefix=None):
+    """Generate per-partition wrappers and dispatchers, RELION qsub templates and Lmod module files."""
+    with commands.reported_errors():
+        commands.cluster_wrappers(commands.Project.locate(ROOT), site, manifest, prefix)
+
+
+namespace = Collection(render, matrix, lint, test, base_image, build, build_all, sif, bench, publish, prune,
+                       push, pull, Collection("cluster", config, wrappers))

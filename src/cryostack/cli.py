@@ -54,6 +54,13 @@ def parser() -> argparse.ArgumentParser:
     pull.add_argument("--group")
     pull.add_argument("--file-mode", default="0444")
     pull.add_argument("--dir-mode", default="0755")
+    config = sub.add_parser("cluster-config", help="render and validate the site's ParallelCluster config")
+    config.add_argument("--site")
+    config.add_argument("--output")
+    wrappers = sub.add_parser("cluster-wrappers", help="generate wrappers, qsub templates and module files")
+    wrappers.add_argument("--site")
+    wrappers.add_argument("--manifest")
+    wrappers.add_argument("--prefix")
     prune = sub.add_parser("prune", help="remove old published SIFs beyond the newest KEEP per variant")
     prune.add_argument("--efs-root", required=True)
     prune.add_argument("--keep", type=int, default=3)
@@ -73,6 +80,10 @@ def main(argv: Optional[List[str]] = None) -> None:
                                  username=args.username, group=args.group, file_mode=args.file_mode,
                                  dir_mode=args.dir_mode, root=args.root)
         project = commands.Project.locate(args.root)
+        if args.command == "cluster-config":
+            return commands.cluster_config(project, args.site, args.output)
+        if args.command == "cluster-wrappers":
+            return commands.cluster_wrappers(project, args.site, args.manifest, args.prefix)
         settings = BuildSettings.from_env(base_image=getattr(args, "base_image", None),
                                           build_dir=getattr(args, "build_dir", None))
         if args.command == "base-image":
