@@ -150,3 +150,90 @@ def registry(tmp_path_factory, moto_ecr) -> LocalRegistry:
     for server in servers:
         server.terminate()
         server.wait()
+
+
+@dataclass
+class Slurm:
+    conf: Path
+    env: dict
+    partitions: tuple
+
+    def submit(self, *args: str, cwd: Path) -> str:
+        result = subprocess.run(["sbatch", "--parsable", *args], cwd=cwd, env=self.env,
+                                capture_output=True, text=True, check=True)
+        return result.stdout.strip().split(";")[0]
+
+    def wait(self, job: str, seconds: float = 120) -> str:
+        """Poll until the job ends; returns its final state."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            shown = subprocess.run(["scontrol", "show", "job", job], env=self.env, capture_output=True, text=True)
+            state = next((w.split("=", 1)[1] for w in shown.stdout.split() if w.startswith("JobState=")), "UNKNOWN")
+            if state not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "UNKNOWN"):
+                return state
+            time.sleep(0.3)
+        raise TimeoutError(f"job {job} still not finished after {seconds}s")
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A one-node Slurm on localhost (munge, slurmctld, slurmd) with partitions g5, g4dn and c6i,
+    and four fake GPUs (character devices) so that --gres=gpu:N works."""
+    for tool in ("munged", "slurmctld", "slurmd", "sbatch"):
+        if not shutil.which(tool):
+            _unavailable(f"needs Slurm and munge (apt-get install munge slurmctld slurmd slurm-client libpmix2 libpmix-dev): no {tool}")
+    # munged wants every directory above its socket searchable: pytest's own tmp dirs are 0700.
+    import tempfile
+    work = Path(tempfile.mkdtemp(prefix="cryostack-slurm-"))
+    os.chmod(work, 0o755)
+    for sub in ("state", "spool", "dev"):
+        (work / sub).mkdir()
+    key = work / "munge.key"
+    key.write_bytes(os.urandom(1024))
+    os.chmod(key, 0o400)
+    munge = work / "munge.socket"
+    subprocess.run(["munged", f"--key-file={key}", f"--socket={munge}", f"--pid-file={work / 'munged.pid'}",
+                    f"--seed-file={work / 'munge.seed'}", f"--log-file={work / 'munged.log'}"], check=True)
+    for index in range(4):
+        subprocess.run(["mknod", str(work / "dev" / f"nvidia{index}"), "c", "1", "3"], check=True)
+    host = socket.gethostname().split(".")[0]
+    node = dict(word.split("=", 1) for word in subprocess.run(["slurmd", "-C"], capture_output=True, text=True,
+                                                              check=True).stdout.split() if "=" in word)
+    memory = int(int(node["RealMemory"]) * 0.95)
+    partitions = ("g5", "g4dn", "c6i")
+    conf = work / "slurm.conf"
+    conf.write_text("\n".join([
+        "ClusterName=cryostack-test", "SlurmctldHost=localhost", "SlurmUser=root",
+        f"SlurmctldPort={free_port()}", f"SlurmdPort={free_port()}", "AuthType=auth/munge",
+        f"AuthInfo=socket={munge}", f"StateSaveLocation={work / 'state'}", f"SlurmdSpoolDir={work / 'spool'}",
+        f"SlurmctldPidFile={work / 'slurmctld.pid'}", f"SlurmdPidFile={work / 'slurmd.pid'}",
+        f"SlurmctldLogFile={work / 'slurmctld.log'}", f"SlurmdLogFile={work / 'slurmd.log'}",
+        "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "SelectType=select/cons_tres",
+        "SelectTypeParameters=CR_Core_Memory", "AccountingStorageType=accounting_storage/none",
+        "JobCompType=jobcomp/none", "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0",
+        "ReturnToService=2", "MpiDefault=none", "GresTypes=gpu", f"DefMemPerCPU={memory // int(node['CPUs'])}",
+        f"NodeName={host} NodeAddr=127.0.0.1 CPUs={node['CPUs']} Boards={node.get('Boards', 1)} "
+        f"SocketsPerBoard={node['SocketsPerBoard']} CoresPerSocket={node['CoresPerSocket']} "
+        f"ThreadsPerCore={node['ThreadsPerCore']} RealMemory={memory} Gres=gpu:4 State=UNKNOWN",
+        *[f"PartitionName={p} Nodes={host} MaxTime=INFINITE State=UP" for p in partitions],
+    ]) + "\n")
+    (work / "gres.conf").write_text(f"AutoDetect=off\nNodeName={host} Name=gpu File={work / 'dev'}/nvidia[0-3]\n")
+    env = dict(os.environ, SLURM_CONF=str(conf))
+    subprocess.run(["slurmctld", "-c", "-f", str(conf)], env=env, check=True)
+    subprocess.run(["slurmd", "-f", str(conf)], env=env, check=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], env=env, capture_output=True, text=True).stdout.split()
+        if state and all(s == "idle" for s in state):
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail(f"slurmd never became idle: {state}; see {work}/slurmd.log")
+    yield Slurm(conf, env, partitions)
+    for pid_file in ("slurmd.pid", "slurmctld.pid", "munged.pid"):
+        try:
+            os.kill(int((work / pid_file).read_text().strip()), 15)
+        except (OSError, ValueError):
+            pass
+    time.sleep(0.5)
+    shutil.rmtree(work, ignore_errors=True)

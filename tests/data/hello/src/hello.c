@@ -1,6 +1,7 @@
 /* The fast tests' stand-in for a real package: prints its version, optionally uses OpenMP. */
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -11,6 +12,19 @@
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--version") == 0) {
         printf("hello %s\n", VERSION);
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "--whoami") == 0) {
+        const char *image = getenv("CRYOSTACK_IMAGE");
+        printf("image=%s\n", image ? image : "(unset)");
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "--args") == 0) {  /* every further argument, hex-encoded */
+        for (int i = 2; i < argc; i++) {
+            for (const unsigned char *c = (const unsigned char *)argv[i]; *c; c++)
+                printf("%02x", *c);
+            printf("\n");
+        }
         return 0;
     }
 #ifdef _OPENMP
