@@ -38,6 +38,15 @@ def _unavailable(reason: str):
 
 
 @pytest.fixture(scope="session")
+def host_mpirun() -> str:
+    """The host's Open MPI launcher, as RELION calls it (RELION_MPIRUN)."""
+    path = shutil.which("mpirun")
+    if not path:
+        _unavailable("needs the host's Open MPI: apt-get install openmpi-bin (ci/setup.sh does)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def engine() -> DockerEngine:
     try:
         return DockerEngine.connect()

@@ -3,7 +3,6 @@ arrive byte for byte, and a RELION-style submission from the generated qsub temp
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -11,59 +10,87 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cryostack.commands import Project, planned_images
-from cryostack.publish import manifest as manifests
-from cryostack.settings import BuildSettings
-from helpers import ROOT, cryostack, hello_tarball, make_hello_project
+from helpers import ROOT, cryostack, make_hello_project
 
 pytestmark = pytest.mark.docker
 
 # One test program, one variant per instance family: which image ran is visible from inside it.
-VARIANTS = {"g5": "-O2", "g4dn": "-O1", "c6i": "-O3"}
+VARIANTS = {"g5": "-O2", "g4dn": "-O1", "c6i": "-O3 -DWITH_MPI"}
 INSTANCES = {"g5": "g5.12xlarge", "g4dn": "g4dn.12xlarge", "c6i": "c6i.32xlarge"}
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, base_image, slurm):
-    """Build the variants, publish a manifest, write a site file (docker runtime) and the wrappers."""
+def published(tmp_path_factory, base_image, trixie_base, slurm):
+    """The maintainers' side for real: build the variants, make their SIFs, publish to an EFS tree."""
     work = tmp_path_factory.mktemp("cluster")
+    os.chmod(work, 0o755)
     root = make_hello_project(work / "project", {"hello": ("-O2", "hello {version}")})
     family = yaml.safe_load((root / "images" / "hello.yaml").read_text())
     family["variants"] = {f"cpu-{f}": {"toolchain": "gcc", "accel": "cpu", "cpu_flags": flags, "targets": [f]}
                           for f, flags in VARIANTS.items()}
     (root / "images" / "hello.yaml").write_text(yaml.safe_dump(family, sort_keys=False))
-    result = cryostack("--root", str(root), "build")
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads((root / "build" / "report.json").read_text())
-    entries = {i.target.key: manifests.entry_for(i, report[i.target.key], {"path": "", "sha256": "", "size": 0})
-               for i in planned_images(Project(root), BuildSettings(), None)}
-    manifest = work / "efs" / "manifest.json"
-    manifest.parent.mkdir()
-    manifest.write_text(json.dumps(manifests.merge(manifests.empty(), entries)))
+    efs = work / "efs"
+    for step in (["build"], ["sif"], ["publish", "--efs-root", str(efs)]):
+        result = cryostack("--root", str(root), *step)
+        assert result.returncode == 0, result.stdout + result.stderr
+    (work / "jobs").mkdir()
+    return work, efs / "manifest.json"
 
+
+def site_wrappers(work: Path, manifest: Path, runtime: str) -> Path:
+    """A site file for the test Slurm's partitions and the wrappers generated from it."""
     site = yaml.safe_load((ROOT / "cluster-configs" / "site.example.yaml").read_text())
-    site.update(runtime="docker", bind_paths=[str(work)], variants={}, queues=[
+    site.update(runtime=runtime, bind_paths=[str(work)], variants={}, queues=[
         {"name": f, "instance_types": [t], "max_count": 2} for f, t in INSTANCES.items()])
-    site_file = work / "site.yaml"
+    site_file = work / f"site-{runtime}.yaml"
     site_file.write_text(yaml.safe_dump(site))
-    prefix = work / "cluster"
+    prefix = work / f"cluster-{runtime}"
     result = cryostack("cluster-wrappers", "--site", str(site_file), "--manifest", str(manifest), "--prefix", str(prefix))
     assert result.returncode == 0, result.stdout + result.stderr
-    jobs = work / "jobs"
-    jobs.mkdir()
-    os.chmod(work, 0o755)
-    return prefix, jobs, slurm
+    return prefix
 
 
-def run_job(slurm, jobs: Path, script: str, *args: str, partition: str) -> str:
+@pytest.fixture(scope="module")
+def cluster(published, slurm):
+    """Wrappers of a site whose runtime is Docker."""
+    work, manifest = published
+    return site_wrappers(work, manifest, "docker"), work / "jobs", slurm
+
+
+# Debian ships no host Apptainer for bookworm; sid's runs in the tool container (ENVIRONMENT.md),
+# where loop devices cannot be attached, so SIFs are mounted with --userns (squashfuse). This
+# stand-in for /usr/bin/apptainer forwards an `apptainer exec` there, with the test tree mounted
+# at the same path; the wrapper's own arguments pass through untouched.
+APPTAINER_SHIM = """#!/bin/bash
+[ "$1" = exec ] || {{ echo "apptainer stand-in: only exec" >&2; exit 64; }}
+shift
+exec docker run --rm -i --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined \\
+    --device /dev/fuse -v {work}:{work} -w "$PWD" local/apptainer:sid apptainer exec --userns "$@"
+"""
+
+
+@pytest.fixture(scope="module")
+def apptainer_cluster(published, slurm):
+    """Wrappers of a site whose runtime is Apptainer (the default), running the published SIFs."""
+    work, manifest = published
+    prefix = site_wrappers(work, manifest, "apptainer")
+    shim = work / "apptainer-bin" / "apptainer"
+    shim.parent.mkdir()
+    shim.write_text(APPTAINER_SHIM.format(work=work))
+    shim.chmod(0o755)
+    return prefix, work / "jobs", slurm, shim.parent
+
+
+def run_job(slurm, jobs: Path, script: str, *args: str, partition: str, options=()) -> str:
+    """sbatch a script, wait for it, return what it wrote on standard output (standard error on failure)."""
     path = jobs / f"job-{partition}-{len(list(jobs.iterdir()))}.sh"
     path.write_text(script)
-    out = path.with_suffix(".out")
-    job = slurm.submit(f"--partition={partition}", f"--output={out}", str(path), *args, cwd=jobs)
+    out, err = path.with_suffix(".out"), path.with_suffix(".err")
+    job = slurm.submit(f"--partition={partition}", f"--output={out}", f"--error={err}", *options, str(path), *args,
+                       cwd=jobs)
     state = slurm.wait(job)
-    text = out.read_text() if out.exists() else ""
-    assert state == "COMPLETED", f"job {job} ended {state}: {text}"
-    return text
+    assert state == "COMPLETED", f"job {job} ended {state}: {err.read_text() if err.exists() else ''}"
+    return out.read_text()
 
 
 @pytest.mark.parametrize("partition", list(VARIANTS))
@@ -72,6 +99,22 @@ def test_each_partition_runs_the_image_of_its_instance_family(cluster, partition
     script = f"#!/bin/bash\nexport PATH={prefix}/bin:$PATH\nhello --whoami\nhello_c6i --whoami\n"
     output = run_job(slurm, jobs, script, partition=partition).split()
     assert output == [f"image=hello/1.0/cpu-{partition}", "image=hello/1.0/cpu-c6i"]
+
+
+def test_srun_pmix_runs_two_mpi_ranks_in_containers(cluster):
+    """The hybrid model: Slurm's PMIx server starts the ranks, Debian's Open MPI in the image wires them up."""
+    prefix, jobs, slurm = cluster
+    script = f"#!/bin/bash\nsrun --mpi=pmix --ntasks=2 {prefix}/bin/hello --mpi\n"
+    output = run_job(slurm, jobs, script, partition="c6i", options=["--ntasks=2"])
+    assert sorted(output.splitlines()) == [f"rank={r} size=2 sum=1 image=hello/1.0/cpu-c6i" for r in (0, 1)]
+
+
+def test_host_mpirun_runs_two_mpi_ranks_in_containers(cluster, host_mpirun):
+    """RELION's default launcher: the host's mpirun (inside the allocation) starts the wrapper twice."""
+    prefix, jobs, slurm = cluster
+    script = f"#!/bin/bash\n{host_mpirun} --allow-run-as-root -n 2 {prefix}/bin/hello --mpi\n"
+    output = run_job(slurm, jobs, script, partition="c6i", options=["--ntasks=2"])
+    assert sorted(output.splitlines()) == [f"rank={r} size=2 sum=1 image=hello/1.0/cpu-c6i" for r in (0, 1)]
 
 
 def test_arguments_arrive_byte_exact(cluster):
@@ -110,3 +153,27 @@ def test_an_unknown_partition_names_the_known_ones(cluster):
                             env=dict(os.environ, SLURM_JOB_PARTITION="gpu-old"))
     assert result.returncode == 2
     assert "partition 'gpu-old' is not a cryostack queue (known: g5, g4dn, c6i)" in result.stderr
+
+
+@pytest.mark.parametrize("partition", list(VARIANTS))
+def test_apptainer_wrappers_run_the_published_sif_of_each_partition(apptainer_cluster, partition):
+    prefix, jobs, slurm, shim = apptainer_cluster
+    nasty = ["two words", "it's \"quoted\"", "*", "$(id)", "line one\nline two", ""]
+    script = f"#!/bin/bash\nexport PATH={shim}:{prefix}/bin:$PATH\nhello --whoami\nhello --args \"$@\"\n"
+    lines = run_job(slurm, jobs, script, *nasty, partition=partition).splitlines()
+    assert lines[0] == f"image=hello/1.0/cpu-{partition}"
+    assert [bytes.fromhex(line).decode() for line in lines[1:]] == nasty
+
+
+def test_apptainer_wrapper_names_a_missing_sif(apptainer_cluster, tmp_path):
+    prefix, _, _, _ = apptainer_cluster
+    wrapper = (prefix / "bin" / "hello_g5").read_text()
+    image = next(line.split("=", 1)[1].strip("'") for line in wrapper.splitlines() if line.startswith("image="))
+    moved = Path(image).with_suffix(".away")
+    os.rename(image, moved)
+    try:
+        result = subprocess.run([str(prefix / "bin" / "hello_g5"), "--whoami"], capture_output=True, text=True)
+    finally:
+        os.rename(moved, image)
+    assert result.returncode == 127
+    assert f"hello_g5: image {image} is missing; ask the site to publish hello/1.0/cpu-g5" in result.stderr

@@ -5,6 +5,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#ifdef WITH_MPI
+#include <mpi.h>
+#endif
 #ifdef BROKEN
 #error "deliberately broken: the keep-going test needs one image that fails to compile"
 #endif
@@ -27,6 +30,19 @@ int main(int argc, char **argv) {
         }
         return 0;
     }
+#ifdef WITH_MPI
+    if (argc > 1 && strcmp(argv[1], "--mpi") == 0) {  /* every rank reports; the sum of ranks proves they talked */
+        int rank, size, sum;
+        MPI_Init(&argc, &argv);
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+        MPI_Allreduce(&rank, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+        const char *image = getenv("CRYOSTACK_IMAGE");
+        printf("rank=%d size=%d sum=%d image=%s\n", rank, size, sum, image ? image : "(unset)");
+        MPI_Finalize();
+        return 0;
+    }
+#endif
 #ifdef _OPENMP
     printf("threads: %d\n", omp_get_max_threads());
 #endif
