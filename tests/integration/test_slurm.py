@@ -4,6 +4,7 @@ arrive byte for byte, and a RELION-style submission from the generated qsub temp
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -133,12 +134,13 @@ def test_relion_style_submission_from_the_qsub_template(cluster):
     prefix, jobs, slurm = cluster
     template = (prefix / "qsub" / "g5.sh").read_text()
     assert "--gres=gpu:4" in template and not any(line.rstrip().endswith("=") for line in template.splitlines())
-    values = {"queue": "g5", "mpinodes": "1", "threads": "1", "outfile": str(jobs / "relion.out"),
+    values = {"queue": "g5", "mpinodes": "1", "threads": "1", "extra1": "1", "outfile": str(jobs / "relion.out"),
               "errfile": str(jobs / "relion.err"), "name": "Class3D/job001/"}
     script = template
     for field, value in values.items():
         script = script.replace(f"XXX{field}XXX", value)
     script = script.replace("XXXcommandXXX", "`which hello` --whoami")
+    assert not re.search(r"XXX[a-z0-9]+XXX", script), "every field of the template is one RELION fills"
     (jobs / "run_submit.script").write_text(script)
     env = dict(slurm.env, PATH=f"{prefix}/bin:{os.environ['PATH']}")
     job = subprocess.run(["sbatch", "--parsable", str(jobs / "run_submit.script")], cwd=jobs, env=env,

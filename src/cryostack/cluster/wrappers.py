@@ -86,6 +86,7 @@ def render(manifest: dict, site: Site, site_file: str, manifest_path: Path, pref
             variants=[f"{command}_{f}" for f in families], login_family=login if login in families else None,
         ), 0o755)
     default_queue = next((q.name for q in site.queues if q.gpus), site.queues[0].name)
+    scratch = site.scratch.mount if site.scratch else ""
     for queue in site.queues:
         text = env.get_template("qsub.sh.j2").render(queue=queue)
         files[f"qsub/{queue.name}.sh"] = (text, 0o644)
@@ -97,13 +98,13 @@ def render(manifest: dict, site: Site, site_file: str, manifest_path: Path, pref
             env.get_template("module.lua.j2").render(
                 key=key, manifest=manifest_path, commands=[c["name"] for c in entry["commands"]],
                 families=families or ["(none of this site's queues)"], bin=bin_dir, qsub=qsub_dir,
-                default_queue=default_queue, scratch=site.scratch.mount if site.scratch else "",
+                default_queue=default_queue, scratch=scratch,
                 **{k: v for k, v in entry.items() if k != "commands"},
             ), 0o644)
     for name, preset in presets.items():
         if preset["available"]:
             files[f"modules/cryostack/relion-{name}.lua"] = (env.get_template("preset.lua.j2").render(
-                name=name, preset=preset, bin=bin_dir, qsub=qsub_dir), 0o644)
+                name=name, preset=preset, bin=bin_dir, qsub=qsub_dir, scratch=scratch), 0o644)
     files["on-node-configured.sh"] = (env.get_template("on-node-configured.sh.j2").render(
         url=site.on_node_configured_url, images=site.image_store.root, prefix=site.cluster_prefix,
         runtime=site.runtime), 0o755)
