@@ -179,3 +179,18 @@ def test_apptainer_wrapper_names_a_missing_sif(apptainer_cluster, tmp_path):
         os.rename(moved, image)
     assert result.returncode == 127
     assert f"hello_g5: image {image} is missing; ask the site to publish hello/1.0/cpu-g5" in result.stderr
+
+
+def test_node_set_up_script_puts_the_wrappers_on_every_login_shell(cluster, published, base_image):
+    """What ParallelCluster runs on each node (OnNodeConfigured), here on a fresh Debian container."""
+    prefix, _, _ = cluster
+    work, manifest = published
+    script = prefix / "on-node-configured.sh"
+    run = ["docker", "run", "--rm", "-v", f"{work}:{work}:ro", base_image, "bash", "-c"]
+    configured = subprocess.run([*run, f"{script} {manifest.parent} {prefix} && bash -lc 'command -v hello'"],
+                                capture_output=True, text=True)
+    assert configured.returncode == 0, configured.stderr
+    assert configured.stdout.strip() == f"{prefix}/bin/hello"
+    unmounted = subprocess.run([*run, f"{script} /efs/not-mounted {prefix}"], capture_output=True, text=True)
+    assert unmounted.returncode == 1
+    assert "/efs/not-mounted/manifest.json is not readable: is the image store mounted?" in unmounted.stderr
