@@ -11,7 +11,7 @@ command -v git >/dev/null || packages+=(git)
 command -v docker-registry >/dev/null || packages+=(docker-registry)   # the OCI registry tests push to
 command -v htpasswd >/dev/null || packages+=(apache2-utils)
 command -v slurmctld >/dev/null || packages+=(munge slurmctld slurmd slurm-client libpmix2)   # real Slurm for the wrapper tests
-[ -e /usr/lib/x86_64-linux-gnu/pmix2/lib/libpmix.so ] || packages+=(libpmix-dev)   # Slurm's pmix plugin loads the unversioned library
+dpkg -s libpmix-dev >/dev/null 2>&1 || packages+=(libpmix-dev)   # Slurm's pmix plugin loads the unversioned library
 command -v mpirun >/dev/null || packages+=(openmpi-bin)   # the host launcher of the hybrid MPI tests
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 if ((${#packages[@]})); then

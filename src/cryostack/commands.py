@@ -65,6 +65,9 @@ def reported_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         errors.print("cryostack: interrupted", markup=False)
         sys.exit(130)
+    except BrokenPipeError:  # the reader went away (`| head`): nothing to report, nothing more to write
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except Exception as exc:  # a bug of ours: still one line, the traceback only on request
         if os.environ.get("CRYOSTACK_DEBUG"):
             raise

@@ -59,3 +59,11 @@ def test_matrix_table_shows_status_and_reasons():
     row = next(line for line in result.stdout.splitlines() if "3.1.3" in line and "gcc-cpu" in line)
     assert "buildable" in row
     assert "[1] source chimera-1.17.3-linux_x86_64_osmesa.bin has no sha256 pin" in result.stdout
+
+
+def test_a_reader_that_stops_early_gets_no_error_message():
+    """`cryostack matrix | head -1`: the closed pipe ends the command quietly, like any Unix filter."""
+    result = subprocess.run(f"{sys.executable} -m cryostack.cli matrix --json | true; echo $" + "{PIPESTATUS[0]}",
+                            shell=True, executable="/bin/bash", cwd=ROOT, capture_output=True, text=True)
+    assert result.stderr == ""
+    assert result.stdout.strip() == "141"
