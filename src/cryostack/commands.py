@@ -355,7 +355,7 @@ def publish(project: Project, settings: BuildSettings, efs_root: Optional[str], 
     if not ready:
         raise BuildError("nothing to publish: no image has a verified SIF (invoke build-all, then invoke sif)")
     failures, entries, copied = [], {}, 0
-    with tree.locked(on_wait=lambda: console.print(f"waiting for another publisher's lock on {tree.root} ...", markup=False)):
+    with _waiting_for_lock(tree):
         manifest = tree.read_manifest()
         for image, built in ready:
             key = image.target.key
@@ -368,12 +368,16 @@ def publish(project: Project, settings: BuildSettings, efs_root: Optional[str], 
             entries[key] = manifests.entry_for(image, built, sif)
             state = f"copied {size / 1e6:.0f} MB" if size else "unchanged, 0 bytes copied"
             console.print(f"published {key:<30} {sif['path']} ({state})", markup=False)
-        for entry in entries.values():
-            tree.point_current(entry["sif"]["path"])
-        tree.write_manifest(manifests.merge(manifest, entries))
+        tree.switch_to(manifest, entries)
     console.print(f"{len(entries)} images in {tree.manifest_path} ({copied / 1e6:.0f} MB copied)", markup=False)
     if failures:
         raise BuildError(f"{len(failures)} image(s) not published: {'; '.join(failures)}")
+
+
+def _waiting_for_lock(tree):
+    """The tree's lock, saying so when another publisher holds it."""
+    return tree.locked(on_wait=lambda: console.print(f"waiting for another publisher's lock on {tree.root} ...",
+                                                     markup=False))
 
 
 def prune(efs_root: Optional[str], keep: int) -> None:
@@ -452,7 +456,6 @@ def pull(efs_root: Optional[str], manifest_source: Optional[str], only: Optional
          file_mode: str = "0444", dir_mode: str = "0755", root: Optional[Path] = None) -> None:
     """Fill a local EFS tree from another site's published manifest (SIFs beside it, or OCI images
     from a registry by digest), verifying every image; the local manifest lists what arrived."""
-    from .publish import manifest as manifests
     from .publish.efs import EfsTree
     from .publish.pull import fetch_sif, pull_entries, read_source_manifest, select_entries
 
@@ -465,12 +468,10 @@ def pull(efs_root: Optional[str], manifest_source: Optional[str], only: Optional
     else:
         def obtain(key, entry, dest):
             return fetch_sif(manifest_source, entry["sif"]["path"], dest), entry["sif"]["sha256"]
-    with tree.locked(on_wait=lambda: console.print(f"waiting for another publisher's lock on {tree.root} ...", markup=False)):
+    with _waiting_for_lock(tree):
         local = tree.read_manifest()
         installed, failures = pull_entries(entries, tree, obtain, report=lambda text: console.print(text, markup=False))
-        for entry in installed.values():
-            tree.point_current(entry["sif"]["path"])
-        tree.write_manifest(manifests.merge(local, installed))
+        tree.switch_to(local, installed)
     console.print(f"{len(installed)} of {len(entries)} images in {tree.manifest_path}", markup=False)
     if failures:
         raise BuildError(f"{len(failures)} image(s) not pulled: {'; '.join(failures)}")

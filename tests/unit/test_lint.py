@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cryostack.lint import lint_definition
-from helpers import ROOT, cryostack
+from helpers import cryostack
 
 
 def test_shipped_recipes_lint_clean(tmp_path: Path):

@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from cryostack.errors import InputError
-from cryostack.commands import Project
 from cryostack.catalogue import load_catalogue
 from cryostack.plan import expand, select
 from helpers import ROOT, cryostack

@@ -16,7 +16,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Iterator, Optional, Tuple
+from typing import BinaryIO, Dict, Iterator, Optional, Tuple
 
 from ..errors import BuildError, InputError
 from ..sources import sha256_of
@@ -76,34 +76,30 @@ class EfsTree:
         return manifests.check(data, str(self.manifest_path))
 
     def write_manifest(self, manifest: dict) -> None:
-        self._write_atomically(self.manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+        with self._atomic(self.manifest_path) as out:
+            out.write((json.dumps(manifest, indent=2) + "\n").encode())
 
     def install_sif(self, source: Path, relpath: str, expect_sha256: Optional[str]) -> Tuple[dict, int]:
         """Copy a SIF into place unless an identical one is there; ({path, sha256, size}, bytes copied)."""
         dest = self.root / relpath
         if dest.exists() and expect_sha256 and sha256_of(dest) == expect_sha256:
             return {"path": relpath, "sha256": expect_sha256, "size": dest.stat().st_size}, 0
-        self._mkdir(dest.parent)
-        tmp = dest.with_name(f".{dest.name}{PARTIAL}{os.getpid()}")
         digest, size = hashlib.sha256(), 0
-        try:
-            with open(source, "rb") as src, open(tmp, "wb") as out:
-                for block in iter(lambda: src.read(1 << 20), b""):
-                    digest.update(block)
-                    out.write(block)
-                    size += len(block)
-                out.flush()
-                os.fsync(out.fileno())
+        with open(source, "rb") as src, self._atomic(dest) as out:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                digest.update(block)
+                out.write(block)
+                size += len(block)
             if expect_sha256 and digest.hexdigest() != expect_sha256:
                 raise BuildError(f"{source}: sha256 {digest.hexdigest()} does not match the build's {expect_sha256}; "
                                  "not published (run `invoke sif` again)")
-            self._finish(tmp)
-            os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         return {"path": relpath, "sha256": digest.hexdigest(), "size": size}, size
+
+    def switch_to(self, manifest: dict, entries: Dict[str, dict]) -> None:
+        """Point each entry's current.sif at its SIF, then write MANIFEST with the entries merged in."""
+        for entry in entries.values():
+            self.point_current(entry["sif"]["path"])
+        self.write_manifest(manifests.merge(manifest, entries))
 
     def point_current(self, relpath: str) -> None:
         """Switch <variant>/current.sif to the given SIF by renaming a new link over it."""
@@ -121,12 +117,15 @@ class EfsTree:
         path.unlink(missing_ok=True)
         return size
 
-    def _write_atomically(self, path: Path, data: bytes) -> None:
+    @contextlib.contextmanager
+    def _atomic(self, path: Path) -> Iterator[BinaryIO]:
+        """A hidden temporary beside PATH to write; when the block ends without error it is fsynced,
+        given the tree's group and mode, and renamed over PATH. On any error it is removed."""
         self._mkdir(path.parent)
         tmp = path.with_name(f".{path.name}{PARTIAL}{os.getpid()}")
         try:
             with open(tmp, "wb") as out:
-                out.write(data)
+                yield out
                 out.flush()
                 os.fsync(out.fileno())
             self._finish(tmp)
