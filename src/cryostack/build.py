@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional
 from . import __version__
 from .engine.docker import DockerEngine
 from .errors import CryostackError
+from .files import write_text_atomically
 from .plan import PlannedImage, write_rendered
 from .sources import SourceMirror, SourceUnavailable
 from .verify import verify
@@ -279,8 +280,5 @@ def read_report(path: Path) -> Dict[str, dict]:
 
 
 def _write_report(path: Path, report: Dict[str, dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_text_atomically(path, json.dumps(report, indent=2, sort_keys=True) + "\n")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from rich.table import Table
 from . import lint as linting
 from .catalogue import load_catalogue
 from .errors import BuildError, CryostackError, InputError
+from .files import write_text_atomically
 from .plan import PlannedImage, plan, write_rendered
 from .settings import BuildSettings
 
@@ -209,7 +212,7 @@ class _Progress:
         self.state = {key: "waiting" for key in keys}
         self.started: dict = {}
         self.live = None
-        self.lock = __import__("threading").Lock()
+        self.lock = threading.Lock()
 
     def __enter__(self):
         if console.is_terminal:
@@ -224,7 +227,6 @@ class _Progress:
             self.live.__exit__(*exc)
 
     def update(self, key: str, text: str) -> None:
-        import time
         with self.lock:
             self.started.setdefault(key, time.monotonic())
             self.state[key] = text
@@ -234,7 +236,6 @@ class _Progress:
                 console.print(f"{time.strftime('%H:%M:%S')} {key}: {text}", markup=False)
 
     def _table(self) -> Table:
-        import time
         table = Table("image", "status", "elapsed", box=None)
         for key, text in self.state.items():
             since = self.started.get(key)
@@ -252,12 +253,11 @@ def _summary(outcomes) -> None:
 
 def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -> None:
     """Convert built, verified images to SIF files under BUILD_DIR/sif/ and smoke-test each SIF."""
-    import re
-    import time
     from .build import fingerprint_ref, update_report
     from .engine.apptainer import Apptainer
     from .engine.docker import DockerEngine
     from .sources import sha256_of
+    from .verify import smoke_problem
 
     images = planned_images(project, settings, only)
     engine = DockerEngine.connect()
@@ -282,10 +282,9 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
             else:
                 console.print(f"sif {key}: building with apptainer in {apptainer.where} ...", markup=False)
                 apptainer.build_sif(fingerprint_ref(image), dest)
-            code, output = apptainer.exec(dest, image.build_args["smoke"]["command"])
-            expect = image.build_args["smoke"]["expect"]
-            if code != 0 or (expect and not re.search(expect, output)):
-                raise BuildError(f"smoke test in the SIF failed (exit {code}): {output.strip().splitlines()[-1:]}")
+            problem = smoke_problem(image.build_args["smoke"], *apptainer.exec(dest, image.build_args["smoke"]["command"]))
+            if problem:
+                raise BuildError(f"in the SIF: {problem}")
         except CryostackError as exc:
             failures.append(f"{key}: {exc}")
             console.print(f"sif {key}: failed: {exc}", markup=False)
@@ -517,10 +516,7 @@ def cluster_config(project: Project, site_file: Optional[str], output: Optional[
     text += yaml.safe_dump(config, sort_keys=False)
     if output:
         out = Path(output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(out)
+        write_text_atomically(out, text)
         console.print(f"{out}: valid ParallelCluster configuration ({len(config['Scheduling']['SlurmQueues'])} queues)",
                       markup=False)
     else:

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional
 from . import recipes
 from .catalogue import Catalogue
 from .errors import InputError
+from .files import write_text_atomically
 from .schema import Family, Variant, Version
 from .settings import BuildSettings
 
@@ -218,8 +219,6 @@ def write_rendered(planned: List[PlannedImage], build_dir: Path) -> List[Path]:
         for name, text in contents.items():
             path = out / name
             if not path.exists() or path.read_text(encoding="utf-8") != text:
-                tmp = path.with_name(f".{name}.tmp")
-                tmp.write_text(text, encoding="utf-8")
-                tmp.replace(path)
+                write_text_atomically(path, text)
         written.append(out)
     return written

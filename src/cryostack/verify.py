@@ -19,9 +19,13 @@ ELF_FILES = (
 
 
 def smoke_test(engine: DockerEngine, ref: str, image: PlannedImage) -> Optional[str]:
-    """Run the family's smoke command; a problem if it fails or its output does not match."""
+    """Run the family's smoke command in the image; a problem if it fails or its output does not match."""
     smoke = image.build_args["smoke"]
-    code, output = engine.run(ref, smoke["command"])
+    return smoke_problem(smoke, *engine.run(ref, smoke["command"]))
+
+
+def smoke_problem(smoke: dict, code: int, output: str) -> Optional[str]:
+    """Judge a smoke command's exit code and output, wherever it ran (image or SIF)."""
     first = next((line for line in output.splitlines() if line.strip()), "(no output)")
     if code != 0:
         return f"smoke test `{smoke['command']}` exited {code}: {output.strip().splitlines()[-1] if output.strip() else '(no output)'}"

@@ -3,13 +3,13 @@ made from the published manifest and the site file (cluster-configs/templates/*.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import jinja2
 
+from ..files import write_text_atomically
 from ..recipes import shell_quote
 from .site import Site
 
@@ -114,9 +114,4 @@ def render(manifest: dict, site: Site, site_file: str, manifest_path: Path, pref
 def write(files: Dict[str, Tuple[str, int]], prefix: Path) -> None:
     """Write every file by rename, so running jobs never see a half-written wrapper."""
     for relpath, (text, mode) in sorted(files.items()):
-        path = prefix / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        write_text_atomically(prefix / relpath, text, mode)
