@@ -1,5 +1,13 @@
 """The two kinds of failure a user sees, each with its exit code."""
 
+from typing import Optional
+
+
+def last_line(text: Optional[str]) -> str:
+    """The last non-blank line of a tool's output: what a one-line error quotes of it."""
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
 
 class CryostackError(Exception):
     """A failure reported to the user as one line; `exit_code` is what the CLI exits with."""

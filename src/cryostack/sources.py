@@ -16,9 +16,9 @@ import sys
 import tempfile
 import urllib.request
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
-from .errors import BuildError, InputError
+from .errors import BuildError, InputError, last_line
 from .schema import DebianSource, Source
 
 APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
@@ -68,7 +68,7 @@ class SourceMirror:
             )
         with tempfile.TemporaryDirectory(dir=self.root, prefix=".fetch-") as tmp:
             if source.url:
-                fetched = _download(source.url, Path(tmp) / source.file)
+                fetched = download(source.url, Path(tmp) / source.file)
             elif source.debian:
                 fetched = _apt_source(source.debian, source.file, Path(tmp))
             else:
@@ -82,7 +82,8 @@ class SourceMirror:
             os.replace(fetched, self.path(source))
 
 
-def _download(url: str, dest: Path) -> Path:
+def download(url: str, dest: Path) -> Path:
+    """Save URL to DEST; an unreachable URL is SourceUnavailable, naming it."""
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as out:
             shutil.copyfileobj(response, out)
@@ -112,18 +113,18 @@ def _apt_source(debian: DebianSource, file: str, tmp: Path) -> Path:
     ]
     update = subprocess.run(["apt-get", *options, "update"], capture_output=True, text=True, check=False)
     if update.returncode:
-        raise SourceUnavailable(f"apt-get update for {debian.suite} sources failed: {_last_line(update.stderr)}")
-    download = tmp / "download"
-    download.mkdir()
+        raise SourceUnavailable(f"apt-get update for {debian.suite} sources failed: {last_line(update.stderr)}")
+    into = tmp / "download"
+    into.mkdir()
     # The .debian.tar.xz half may be missing from a mirror; only the .orig tarball matters.
     result = subprocess.run(
         ["apt-get", *options, "source", "--download-only", f"{debian.package}/{debian.suite}"],
-        cwd=download, capture_output=True, text=True, check=False,
+        cwd=into, capture_output=True, text=True, check=False,
     )
-    fetched = download / file
+    fetched = into / file
     if not fetched.exists():
         raise SourceUnavailable(
-            f"apt-get source {debian.package}/{debian.suite} gave no {file}: {_last_line(result.stderr or result.stdout)}"
+            f"apt-get source {debian.package}/{debian.suite} gave no {file}: {last_line(result.stderr or result.stdout)}"
         )
     return fetched
 
@@ -136,7 +137,7 @@ def _pip_sdist(name: str, version: str, file: str, tmp: Path) -> Path:
     )
     fetched = tmp / file
     if not fetched.exists():
-        raise SourceUnavailable(f"pip download {name}=={version} gave no {file}: {_last_line(result.stderr)}")
+        raise SourceUnavailable(f"pip download {name}=={version} gave no {file}: {last_line(result.stderr)}")
     return fetched
 
 
@@ -177,8 +178,3 @@ def _deb822(stanza: str) -> dict:
         key, _, value = line.partition(":")
         fields[key.strip()] = value.strip()
     return fields
-
-
-def _last_line(text: Optional[str]) -> str:
-    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "(no output)"

@@ -7,6 +7,7 @@ import shlex
 from typing import List, Optional
 
 from .engine.docker import DockerEngine
+from .errors import last_line
 from .plan import PlannedImage
 
 # Provided by the host's NVIDIA driver at run time (apptainer --nv), never by the image.
@@ -28,7 +29,7 @@ def smoke_problem(smoke: dict, code: int, output: str) -> Optional[str]:
     """Judge a smoke command's exit code and output, wherever it ran (image or SIF)."""
     first = next((line for line in output.splitlines() if line.strip()), "(no output)")
     if code != 0:
-        return f"smoke test `{smoke['command']}` exited {code}: {output.strip().splitlines()[-1] if output.strip() else '(no output)'}"
+        return f"smoke test `{smoke['command']}` exited {code}: {last_line(output)}"
     if smoke["expect"] and not re.search(smoke["expect"], output):
         return f"smoke test `{smoke['command']}` printed {first!r}, which does not match {smoke['expect']!r}"
     return None

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Tuple
 
-from ..errors import BuildError
+from ..errors import BuildError, last_line
 from .docker import DockerEngine
 
 TOOL_IMAGE = "local/apptainer:sid"
@@ -62,7 +62,7 @@ class Apptainer:
             self.engine.save(image_ref, work / "image.tar")
             code, output = self._apptainer(work, "build /data/image.sif docker-archive:/data/image.tar")
             if code != 0 or not (work / "image.sif").exists():
-                raise BuildError(f"apptainer build of {image_ref} failed: {_tail(output)}")
+                raise BuildError(f"apptainer build of {image_ref} failed: {last_line(output)}")
             with open(work / "image.sif", "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(work / "image.sif", dest)
@@ -87,8 +87,3 @@ class Apptainer:
                 )
             log.write(output)
         return code, output
-
-
-def _tail(output: str) -> str:
-    lines = [line for line in output.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "(no output)"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..errors import BuildError, InputError
-from ..sources import sha256_of
+from ..sources import download, sha256_of
 from . import manifest as manifests
 
 
@@ -58,12 +58,7 @@ def select_entries(manifest: dict, only: Optional[str], source: str) -> Dict[str
 def fetch_sif(source: str, relpath: str, dest: Path) -> Path:
     """Copy or download the SIF at `relpath` beside the source manifest into `dest`."""
     if _is_url(source):
-        url = urllib.parse.urljoin(source, relpath)
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as out:
-                shutil.copyfileobj(response, out, 1 << 20)
-        except OSError as exc:
-            raise BuildError(f"cannot download {url}: {getattr(exc, 'reason', exc)}") from None
+        download(urllib.parse.urljoin(source, relpath), dest)
     else:
         origin = Path(source).parent / relpath
         if not origin.is_file():
