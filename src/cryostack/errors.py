@@ -3,10 +3,10 @@
 from typing import Optional
 
 
-def last_line(text: Optional[str]) -> str:
-    """The last non-blank line of a tool's output: what a one-line error quotes of it."""
-    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "(no output)"
+def last_line(text: Optional[str], empty: str = "(no output)") -> str:
+    """The last non-blank line of a tool's output, stripped: what a one-line error quotes of it."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else empty
 
 
 class CryostackError(Exception):

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, TextIO, Tuple
 import docker
 import docker.errors
 
-from ..errors import BuildError
+from ..errors import BuildError, last_line
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,6 @@ class DockerEngine:
         The SDK reports a failed step as an {'error': ...} item in the stream, not as an exception.
         """
         image_id = None
-        last_lines: List[str] = []
         try:
             stream = self.client.api.build(
                 path=str(context), tag=tag, labels=labels, network_mode=network, target=target,
@@ -75,7 +74,6 @@ class DockerEngine:
             for item in stream:
                 if "stream" in item:
                     log.write(item["stream"])
-                    last_lines = (last_lines + item["stream"].splitlines())[-20:]
                 if "aux" in item and "ID" in item["aux"]:
                     image_id = item["aux"]["ID"]
                 if "error" in item:
@@ -177,5 +175,4 @@ class DockerEngine:
 
 
 def _short(message: str) -> str:
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "unknown error"
+    return last_line(message, "unknown error")
