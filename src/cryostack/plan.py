@@ -123,16 +123,17 @@ def select(targets: List[Target], only: Optional[str]) -> List[Target]:
         raise InputError(f"--only {only!r}: give family[/version[/variant]], e.g. relion/3.1.3/gcc-cpu")
     chosen = []
     for target in targets:
-        if any(_matches(target.key, pattern) for pattern in patterns):
+        if any(matches(target.key, pattern) for pattern in patterns):
             chosen.append(target)
     for pattern in patterns:
-        if not any(_matches(t.key, pattern) for t in targets):
+        if not any(matches(t.key, pattern) for t in targets):
             known = ", ".join(t.key for t in targets)
             raise InputError(f"--only {pattern!r}: matches no matrix entry (entries: {known})")
     return chosen
 
 
-def _matches(key: str, pattern: str) -> bool:
+def matches(key: str, pattern: str) -> bool:
+    """Does a family/version/variant key match one selector (its leading parts, shell globs)?"""
     parts = pattern.rstrip("/").split("/")
     if len(parts) > 3:
         return False

@@ -7,7 +7,6 @@ manifest's digests (content-addressed, so verified by the engine) and converted 
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import shutil
 import tempfile
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..errors import BuildError, InputError
+from ..plan import matches
 from ..sources import download, sha256_of
 from . import manifest as manifests
 
@@ -45,9 +45,7 @@ def select_entries(manifest: dict, only: Optional[str], source: str) -> Dict[str
         return dict(manifest["images"])
     chosen = {}
     for pattern in (p.strip() for p in only.split(",") if p.strip()):
-        hits = {k: v for k, v in manifest["images"].items()
-                if fnmatch.fnmatchcase(k, pattern) or fnmatch.fnmatchcase(k, pattern.rstrip("/") + "/*")
-                or fnmatch.fnmatchcase(k, pattern.rstrip("/") + "/*/*")}
+        hits = {k: v for k, v in manifest["images"].items() if matches(k, pattern)}
         if not hits:
             available = ", ".join(manifest["images"]) or "none"
             raise InputError(f"--only {pattern!r}: not in {source} (it has: {available})")
