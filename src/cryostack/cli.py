@@ -23,6 +23,11 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--build-dir", help="where rendered recipes go (default: build)")
         return command
 
+    def with_tree_modes(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--group", help="group of the published files (default: yours)")
+        command.add_argument("--file-mode", default="0444")
+        command.add_argument("--dir-mode", default="0755")
+
     with_selection("render", "render Dockerfile, Apptainer definition and build script per matrix entry")
     with_selection("matrix", "print the build matrix").add_argument("--json", action="store_true")
     with_selection("lint", "render, then hadolint and check every rendered file")
@@ -35,9 +40,7 @@ def parser() -> argparse.ArgumentParser:
     with_selection("sif", "convert built images to Apptainer SIF files and smoke-test them")
     publish = with_selection("publish", "publish verified SIF files to the EFS tree with a manifest")
     publish.add_argument("--efs-root", required=True)
-    publish.add_argument("--group")
-    publish.add_argument("--file-mode", default="0444")
-    publish.add_argument("--dir-mode", default="0755")
+    with_tree_modes(publish)
     push = with_selection("push", "push built images to ECR or an OCI registry")
     push.add_argument("--registry")
     push.add_argument("--ecr", action="store_true")
@@ -51,9 +54,7 @@ def parser() -> argparse.ArgumentParser:
     pull.add_argument("--only", help="family[/version[/variant]] globs, comma-separated")
     pull.add_argument("--registry", help="pull OCI images by digest from this registry and make the SIFs here")
     pull.add_argument("--username", help="registry user; the password is read from $CRYOSTACK_REGISTRY_PASSWORD")
-    pull.add_argument("--group")
-    pull.add_argument("--file-mode", default="0444")
-    pull.add_argument("--dir-mode", default="0755")
+    with_tree_modes(pull)
     config = sub.add_parser("cluster-config", help="render and validate the site's ParallelCluster config")
     config.add_argument("--site")
     config.add_argument("--output")
