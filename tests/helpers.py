@@ -115,3 +115,11 @@ def record_built(root: Path, key: str, sif: Path, sha256: str | None = None) -> 
         sha256 = sha256_of(sif)
     update_report(report, {key: {"sif": str(sif), "sif_sha256": sha256, "sif_size": 0}})
     return image.fingerprint.digest
+
+
+def write_site(path: Path, **changes) -> Path:
+    """The shipped example site file with top-level keys replaced."""
+    site = yaml.safe_load((ROOT / "cluster-configs" / "site.example.yaml").read_text())
+    site.update(changes)
+    path.write_text(yaml.safe_dump(site, sort_keys=False))
+    return path

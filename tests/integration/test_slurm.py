@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import ROOT, cryostack, make_hello_project
+from helpers import cryostack, make_hello_project, write_site
 
 pytestmark = pytest.mark.docker
 
@@ -40,11 +40,8 @@ def published(tmp_path_factory, base_image, trixie_base, slurm):
 
 def site_wrappers(work: Path, manifest: Path, runtime: str) -> Path:
     """A site file for the test Slurm's partitions and the wrappers generated from it."""
-    site = yaml.safe_load((ROOT / "cluster-configs" / "site.example.yaml").read_text())
-    site.update(runtime=runtime, bind_paths=[str(work)], variants={}, queues=[
-        {"name": f, "instance_types": [t], "max_count": 2} for f, t in INSTANCES.items()])
-    site_file = work / f"site-{runtime}.yaml"
-    site_file.write_text(yaml.safe_dump(site))
+    site_file = write_site(work / f"site-{runtime}.yaml", runtime=runtime, bind_paths=[str(work)], variants={},
+                           queues=[{"name": f, "instance_types": [t], "max_count": 2} for f, t in INSTANCES.items()])
     prefix = work / f"cluster-{runtime}"
     result = cryostack("cluster-wrappers", "--site", str(site_file), "--manifest", str(manifest), "--prefix", str(prefix))
     assert result.returncode == 0, result.stdout + result.stderr

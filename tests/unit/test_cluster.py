@@ -16,16 +16,9 @@ import yaml
 from cryostack.commands import Project, planned_images
 from cryostack.publish import manifest as manifests
 from cryostack.settings import BuildSettings
-from helpers import ROOT, cryostack
+from helpers import ROOT, cryostack, write_site
 
 EXAMPLE = ROOT / "cluster-configs" / "site.example.yaml"
-
-
-def write_site(path: Path, **changes) -> Path:
-    site = yaml.safe_load(EXAMPLE.read_text())
-    site.update(changes)
-    path.write_text(yaml.safe_dump(site, sort_keys=False))
-    return path
 
 
 def config_of(site_file: Path, tmp_path: Path) -> dict:
