@@ -10,7 +10,7 @@ from typing import Optional
 
 from .engine.docker import DockerEngine
 from .errors import BuildError
-from .sources import archive_uris
+from .debian import archive_uris
 
 
 def make_base_image(engine: DockerEngine, ref: str, suite: str, workdir: Path, log_path: Path,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -67,18 +66,6 @@ def build_stage_ref(image: PlannedImage) -> str:
     return f"{image.target.repository}:{image.target.tag}-build"
 
 
-def base_refs(dockerfile: str) -> List[str]:
-    """The images a Dockerfile starts FROM (stage names are not images)."""
-    stages, refs = set(), []
-    for match in re.finditer(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", dockerfile, re.MULTILINE | re.IGNORECASE):
-        ref, name = match.group(1), match.group(2)
-        if ref not in stages and ref not in refs:
-            refs.append(ref)
-        if name:
-            stages.add(name)
-    return refs
-
-
 def decide(images: List[PlannedImage], engine: DockerEngine, pull: bool = True) -> List[Decision]:
     """For each image: up to date (same fingerprint, same base images), to build, or not buildable here."""
     decisions = []
@@ -89,7 +76,7 @@ def decide(images: List[PlannedImage], engine: DockerEngine, pull: bool = True) 
             decisions.append(Decision(image, UNAVAILABLE, image.target.blocked))
             continue
         base_ids, absent = {}, []
-        for ref in base_refs(image.files["Dockerfile"]):
+        for ref in image.contract.base_images:
             if ref not in known:
                 known[ref], missing[ref] = _base_image_id(engine, ref, pull)
             if known[ref] is None:

@@ -14,6 +14,7 @@ from typing import Iterator, List, Optional
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import lint as linting
 from .catalogue import load_catalogue
@@ -179,7 +180,7 @@ def build(project: Project, settings: BuildSettings, only: Optional[str] = None,
         return
     build_dir = project.resolve(settings.build_dir)
     progress = _Progress([d.image.target.key for d in decisions])
-    run = BuildRun(engine, SourceMirror(project.resolve(settings.source_mirror)), build_dir, build_dir / "logs",
+    run = BuildRun(engine, SourceMirror(project.resolve(settings.source_mirror), settings.source_path), build_dir, build_dir / "logs",
                    revision=git_revision(project.root), on_event=progress.update)
     with progress:
         outcomes: List[Outcome] = run_builds(decisions, run, jobs=jobs, keep_going=keep_going)
@@ -194,10 +195,8 @@ def build(project: Project, settings: BuildSettings, only: Optional[str] = None,
 def _make_local_bases(project: Project, settings: BuildSettings, engine, images: List[PlannedImage]) -> None:
     """The local Debian base images are ours to make: debootstrap any the selected images need."""
     from .baseimage import make_base_image
-    from .build import base_refs
-
     build_dir = project.resolve(settings.build_dir)
-    needed = {ref for image in images if not image.target.blocked for ref in base_refs(image.files["Dockerfile"])}
+    needed = {ref for image in images if not image.target.blocked for ref in image.contract.base_images}
     for ref in sorted(needed):
         if ref.startswith("local/debian:") and engine.image(ref) is None:
             suite = ref.split(":", 1)[1]
@@ -247,7 +246,7 @@ def _summary(outcomes) -> None:
     table = Table("image", "status", "duration", "size", "reason", box=None)
     for o in outcomes:
         table.add_row(o.key, o.status, f"{o.seconds:.0f}s" if o.seconds else "",
-                      f"{o.size / 1e6:.0f} MB" if o.size else "", o.reason)
+                      f"{o.size / 1e6:.0f} MB" if o.size else "", Text(o.reason))
     Console(highlight=False, width=max(console.width, 160)).print(table)
 
 

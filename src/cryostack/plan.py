@@ -85,6 +85,7 @@ class PlannedImage:
     files: Dict[str, str] = field(repr=False)
     build_args: Dict[str, object] = field(repr=False)
     fingerprint: Fingerprint
+    contract: recipes.RecipeContract = field(repr=False)
 
     def summary(self) -> Dict[str, object]:
         """What `invoke matrix --json` prints for this entry (also what CI shards on)."""
@@ -202,10 +203,11 @@ def plan(
             catalogue_file=str(target.catalogue_file),
         )
         files = recipes.render_files(env, context)
+        contract = recipes.recipe_contract(env, context)
         # The base images a recipe uses are in its rendered FROM lines; hashing the whole table
         # would rebuild images that do not use the one that changed.
         inputs = {k: v for k, v in args.items() if k != "images"}
-        planned.append(PlannedImage(target, files, args, Fingerprint.of(files, inputs)))
+        planned.append(PlannedImage(target, files, args, Fingerprint.of(files, inputs), contract))
     return planned
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 from .errors import InputError
 
@@ -23,6 +23,8 @@ class BuildSettings:
     python_image: str = "python:3.8-slim-bookworm"
     build_dir: Path = Path("build")
     source_mirror: Path = Path(".cache/sources")
+    # Read-only directories searched for sources before the mirror (colon-separated in the environment).
+    source_path: Tuple[Path, ...] = ()
 
     def images(self) -> Dict[str, str]:
         """The base image references, by the names recipes use (images.base, images.oneapi, ...)."""
@@ -44,5 +46,8 @@ class BuildSettings:
                 continue
             if not str(value).strip():
                 raise InputError(f"setting {field.name}: empty value")
-            values[field.name] = Path(value) if field.type in ("Path", Path) else str(value)
+            if field.name == "source_path":
+                values[field.name] = tuple(Path(p) for p in str(value).split(os.pathsep) if p)
+            else:
+                values[field.name] = Path(value) if field.type in ("Path", Path) else str(value)
         return replace(cls(), **values)

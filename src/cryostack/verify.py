@@ -66,8 +66,7 @@ def cuda_architectures(engine: DockerEngine, build_stage_ref: str, prefix: str) 
 
 def verify(engine: DockerEngine, ref: str, image: PlannedImage, build_stage_ref: Optional[str]) -> List[str]:
     """Every problem found in a built image; an empty list means it passed."""
-    labels = engine.image(ref).labels
-    prefix = labels.get("io.cryostack.prefix", "/opt")
+    prefix = image.contract.prefix
     problems = [p for p in (
         smoke_test(engine, ref, image),
         missing_commands(engine, ref, image),
