@@ -77,15 +77,15 @@ def stage_sizes(images: List[PlannedImage], engine: DockerEngine, build_dir: Pat
     return measures
 
 
-def sif_conversion(report: dict) -> List[Measure]:
-    """SIF conversion time and size against the image build, from build/report.json."""
+def sif_conversion(record) -> List[Measure]:
+    """SIF conversion time and size against the image build, from the build record."""
     measures = []
-    for key, entry in sorted(report.items()):
-        if not entry.get("sif_seconds") or not entry.get("seconds"):
+    for key, entry in sorted(record.images.items()):
+        if entry.sif is None or not entry.sif.seconds or not entry.seconds:
             continue
-        measures.append(Measure(f"{key} SIF conversion", f"{entry['sif_seconds']:.0f} s, {entry['sif_size'] / 1e6:.0f} MB",
-                                f"{entry['sif_seconds'] / entry['seconds']:.2f}x build time; "
-                                f"{entry['sif_size'] / max(entry['size'], 1):.2f}x image size", "SIF is squashfs-compressed"))
+        measures.append(Measure(f"{key} SIF conversion", f"{entry.sif.seconds:.0f} s, {entry.sif.size / 1e6:.0f} MB",
+                                f"{entry.sif.seconds / entry.seconds:.2f}x build time; "
+                                f"{entry.sif.size / max(entry.size, 1):.2f}x image size", "SIF is squashfs-compressed"))
     return measures
 
 

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from . import __version__
 from .engine.docker import DockerEngine
 from .errors import CryostackError
-from .files import write_text_atomically
 from .plan import PlannedImage, write_rendered
+from .record import BUILT, FAILED, SKIPPED, UNAVAILABLE, UP_TO_DATE, ImageRecord
 from .sources import SourceMirror, SourceUnavailable
 from .verify import verify
 
-BUILT, UP_TO_DATE, FAILED, UNAVAILABLE, SKIPPED = "built", "up-to-date", "failed", "unavailable", "skipped"
 WOULD_BUILD = "would build"
 
 
@@ -36,20 +34,7 @@ class Decision:
     base_ids: Dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
-class Outcome:
-    """What happened to one image; one row of the summary and of build/report.json."""
-
-    key: str
-    status: str
-    reason: str = ""
-    seconds: float = 0.0
-    size: int = 0
-    image: str = ""
-    fingerprint: str = ""
-    log: str = ""
-    image_id: str = ""
-    labels: Dict[str, str] = field(default_factory=dict)
+Outcome = ImageRecord  # what happened to one image: one row of the summary and of the build record
 
 
 def fingerprint_ref(image: PlannedImage) -> str:
@@ -128,6 +113,7 @@ class BuildRun:
     network: str = "host"
     revision: str = "unknown"
     on_event: Callable[[str, str], None] = lambda key, text: None
+    on_outcome: Callable[[ImageRecord], None] = lambda outcome: None
 
 
 def run_builds(decisions: List[Decision], run: BuildRun, jobs: int = 1, keep_going: bool = False) -> List[Outcome]:
@@ -136,15 +122,20 @@ def run_builds(decisions: List[Decision], run: BuildRun, jobs: int = 1, keep_goi
     run.log_dir.mkdir(parents=True, exist_ok=True)
 
     def one(decision: Decision) -> Outcome:
+        outcome = decide_and_build(decision)
+        run.on_outcome(outcome)
+        return outcome
+
+    def decide_and_build(decision: Decision) -> Outcome:
         image = decision.image
         if decision.action != WOULD_BUILD:
-            outcome = Outcome(image.target.key, decision.action, decision.reason,
+            outcome = Outcome(key=image.target.key, status=decision.action, reason=decision.reason,
                               image=fingerprint_ref(image), fingerprint=image.fingerprint.digest)
             if decision.action == UP_TO_DATE:
                 _record_image(run.engine, image, outcome)
             return outcome
         if stop.is_set():
-            return Outcome(image.target.key, SKIPPED, "an earlier build failed (use --keep-going to build the rest)")
+            return Outcome(key=image.target.key, status=SKIPPED, reason="an earlier build failed (use --keep-going to build the rest)")
         outcome = _build_one(decision, run)
         if outcome.status == FAILED and not keep_going:
             stop.set()
@@ -158,7 +149,7 @@ def _build_one(decision: Decision, run: BuildRun) -> Outcome:
     image, target = decision.image, decision.image.target
     started = time.monotonic()
     log_path = run.log_dir / f"{target.key.replace('/', '_')}.log"
-    outcome = Outcome(target.key, FAILED, image=fingerprint_ref(image), fingerprint=image.fingerprint.digest,
+    outcome = Outcome(key=target.key, status=FAILED, image=fingerprint_ref(image), fingerprint=image.fingerprint.digest,
                       log=str(log_path))
     try:
         run.on_event(target.key, "fetching source")
@@ -237,35 +228,3 @@ def git_revision(root: Path) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def write_report(path: Path, outcomes: List[Outcome]) -> None:
-    """Record this run's outcomes in build/report.json, keyed by matrix entry (others are kept)."""
-    report = read_report(path)
-    for outcome in outcomes:
-        previous = report.get(outcome.key, {})
-        entry = asdict(outcome)
-        if outcome.status == UP_TO_DATE:  # keep what earlier runs learnt about the same image
-            entry = dict(previous, **{k: v for k, v in entry.items() if v or k == "status"})
-        report[outcome.key] = entry
-    _write_report(path, report)
-
-
-def update_report(path: Path, updates: Dict[str, dict]) -> None:
-    """Add fields (e.g. the SIF's path and sha256) to existing entries of build/report.json."""
-    report = read_report(path)
-    for key, fields in updates.items():
-        report.setdefault(key, {"key": key}).update(fields)
-    _write_report(path, report)
-
-
-def read_report(path: Path) -> Dict[str, dict]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def _write_report(path: Path, report: Dict[str, dict]) -> None:
-    write_text_atomically(path, json.dumps(report, indent=2, sort_keys=True) + "\n")
-

@@ -14,7 +14,6 @@ from typing import Iterator, List, Optional
 
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from . import lint as linting
 from .catalogue import load_catalogue
@@ -160,8 +159,8 @@ def build(project: Project, settings: BuildSettings, only: Optional[str] = None,
           keep_going: bool = False, dry_run: bool = False, everything: bool = False) -> None:
     """Build (and verify) what is out of date. `everything`: build-all, where entries that cannot
     be built here are reported but are not failures; with a selection they are failures."""
-    from .build import (FAILED, UNAVAILABLE, BuildRun, Outcome, decide, git_revision, run_builds,
-                        write_report)
+    from . import record as records
+    from .build import FAILED, UNAVAILABLE, BuildRun, Outcome, decide, git_revision, run_builds
     from .engine.docker import DockerEngine
     from .sources import SourceMirror
 
@@ -180,11 +179,17 @@ def build(project: Project, settings: BuildSettings, only: Optional[str] = None,
         return
     build_dir = project.resolve(settings.build_dir)
     progress = _Progress([d.image.target.key for d in decisions])
-    run = BuildRun(engine, SourceMirror(project.resolve(settings.source_mirror), settings.source_path), build_dir, build_dir / "logs",
-                   revision=git_revision(project.root), on_event=progress.update)
+    record, lock = records.read(build_dir), threading.Lock()
+
+    def keep(outcome: Outcome) -> None:  # each image's result is on disk as soon as it is known
+        with lock:
+            record.merge(outcome)
+            records.write(build_dir, record)
+
+    run = BuildRun(engine, SourceMirror(project.resolve(settings.source_mirror), settings.source_path), build_dir,
+                   build_dir / "logs", revision=git_revision(project.root), on_event=progress.update, on_outcome=keep)
     with progress:
         outcomes: List[Outcome] = run_builds(decisions, run, jobs=jobs, keep_going=keep_going)
-    write_report(build_dir / "report.json", outcomes)
     _summary(outcomes)
     failed = [o for o in outcomes if o.status == FAILED or (o.status == UNAVAILABLE and not everything)]
     if failed:
@@ -243,16 +248,20 @@ class _Progress:
 
 
 def _summary(outcomes) -> None:
-    table = Table("image", "status", "duration", "size", "reason", box=None)
+    """One line per image: key, status, duration, size and the reason (on one line; the log has the rest)."""
+    width = max([len(o.key) for o in outcomes] + [5])
+    console.print(f"{'image':<{width}}  {'status':<11}  {'time':>6}  {'size':>8}  reason", markup=False)
     for o in outcomes:
-        table.add_row(o.key, o.status, f"{o.seconds:.0f}s" if o.seconds else "",
-                      f"{o.size / 1e6:.0f} MB" if o.size else "", Text(o.reason))
-    Console(highlight=False, width=max(console.width, 160)).print(table)
+        seconds = f"{o.seconds:.0f}s" if o.seconds else ""
+        size = f"{o.size / 1e6:.0f} MB" if o.size else ""
+        console.print(f"{o.key:<{width}}  {o.status:<11}  {seconds:>6}  {size:>8}  {' '.join(o.reason.split())}",
+                      markup=False, overflow="ignore", crop=False)
 
 
 def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -> None:
     """Convert built, verified images to SIF files under BUILD_DIR/sif/ and smoke-test each SIF."""
-    from .build import fingerprint_ref, update_report
+    from . import record as records
+    from .build import fingerprint_ref
     from .engine.apptainer import Apptainer
     from .engine.docker import DockerEngine
     from .sources import sha256_of
@@ -270,7 +279,7 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
     if not ready:
         raise BuildError("no built image to convert" + (f" in --only {only!r}" if only else ""))
     apptainer.ensure()
-    failures, updates = [], {}
+    failures, record = [], records.read(build_dir)
     for image in ready:
         key, fingerprint = image.target.key, image.fingerprint
         dest = build_dir / "sif" / image.target.family.family / image.target.version / image.target.variant_name / f"{fingerprint.short}.sif"
@@ -289,11 +298,13 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
             console.print(f"sif {key}: failed: {exc}", markup=False)
             continue
         seconds = round(time.monotonic() - started, 1)
-        updates[key] = {"sif": str(dest), "sif_sha256": sha256_of(dest), "sif_size": dest.stat().st_size,
-                        "sif_seconds": seconds}
+        entry = record.get(key, fingerprint.digest)
+        if entry is not None:
+            entry.sif = records.SifRecord(path=str(dest), sha256=sha256_of(dest), size=dest.stat().st_size,
+                                          seconds=seconds)
+            records.write(build_dir, record)
         console.print(f"sif {key}: {_relative(dest)} ({dest.stat().st_size / 1e6:.0f} MB, {seconds:.0f}s, smoke test passed)",
                       markup=False)
-    update_report(build_dir / "report.json", updates)
     if failures:
         raise BuildError(f"{len(failures)} SIF conversion(s) failed: {'; '.join(failures)}")
 
@@ -301,7 +312,7 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
 def bench(project: Project, settings: BuildSettings) -> None:
     """Measure the speed and size targets on this machine; print values and ratios."""
     from . import bench as measures
-    from .build import read_report
+    from . import record as records
     from .engine.docker import DockerEngine
 
     engine = DockerEngine.connect()
@@ -310,7 +321,7 @@ def bench(project: Project, settings: BuildSettings) -> None:
     rows = [measures.noop_build(project.root, settings, engine), measures.rebuilds_after_touch(project.root, settings)]
     rows += measures.stage_sizes(images, engine, build_dir) or [
         measures.missing("RELION runtime / build stage", "no RELION image built yet: invoke build --only relion/3.1.3/gcc-cpu")]
-    rows += measures.sif_conversion(read_report(build_dir / "report.json")) or [
+    rows += measures.sif_conversion(records.read(build_dir)) or [
         measures.missing("SIF conversion", "no SIF yet: invoke sif")]
     table = Table("measure", "value", "ratio", "what the ratio means", box=None)
     for row in rows:
@@ -331,20 +342,20 @@ def _mode(text: str, option: str) -> int:
 def publish(project: Project, settings: BuildSettings, efs_root: Optional[str], only: Optional[str] = None,
             group: Optional[str] = None, file_mode: str = "0444", dir_mode: str = "0755") -> None:
     """Copy verified SIF files into the EFS tree and switch current.sif and manifest.json to them."""
-    from .build import BUILT, UP_TO_DATE, read_report
+    from . import record as records
     from .publish import manifest as manifests
     from .publish.efs import EfsTree
 
     if not efs_root:
         raise InputError("--efs-root: give the directory of the shared image store (e.g. /efs/cryostack)")
     tree = EfsTree(Path(efs_root), _mode(file_mode, "--file-mode"), _mode(dir_mode, "--dir-mode"), group)
-    report = read_report(project.resolve(settings.build_dir) / "report.json")
+    record = records.read(project.resolve(settings.build_dir))
     ready, not_ready = [], []
     for image in planned_images(project, settings, only):
-        built = report.get(image.target.key, {})
-        if built.get("fingerprint") != image.fingerprint.digest or built.get("status") not in (BUILT, UP_TO_DATE):
+        built = record.get(image.target.key, image.fingerprint.digest)
+        if built is None or not built.verified:
             not_ready.append(f"{image.target.key} (not built: invoke build)")
-        elif not built.get("sif") or not Path(built["sif"]).exists():
+        elif built.sif is None or not Path(built.sif.path).exists():
             not_ready.append(f"{image.target.key} (no SIF: invoke sif)")
         else:
             ready.append((image, built))
@@ -358,12 +369,12 @@ def publish(project: Project, settings: BuildSettings, efs_root: Optional[str], 
         for image, built in ready:
             key = image.target.key
             try:
-                sif, size = tree.install_sif(Path(built["sif"]), manifests.sif_relpath(image), built.get("sif_sha256"))
+                sif, size = tree.install_sif(Path(built.sif.path), manifests.sif_relpath(image), built.sif.sha256)
             except CryostackError as exc:
                 failures.append(f"{key}: {exc}")
                 continue
             copied += size
-            entries[key] = manifests.entry_for(image, built, sif)
+            entries[key] = manifests.entry_for(image, built.model_dump(), sif)
             state = f"copied {size / 1e6:.0f} MB" if size else "unchanged, 0 bytes copied"
             console.print(f"published {key:<30} {sif['path']} ({state})", markup=False)
         tree.switch_to(manifest, entries)
@@ -403,7 +414,8 @@ def push(project: Project, settings: BuildSettings, registry_url: Optional[str] 
          public: bool = False, username: Optional[str] = None, password_env: str = "CRYOSTACK_REGISTRY_PASSWORD",
          ecr: bool = False, region: Optional[str] = None, profile: Optional[str] = None) -> None:
     """Push built, verified images to ECR or any OCI registry and record their digests."""
-    from .build import fingerprint_ref, update_report
+    from . import record as records
+    from .build import fingerprint_ref
     from .engine.docker import DockerEngine
     from .publish.push import check_selection, licence_refusals, push_all
     from .publish.registry import Registry
@@ -443,7 +455,12 @@ def push(project: Project, settings: BuildSettings, registry_url: Optional[str] 
     for key, oci in results.items():
         state = "pushed" if oci["pushed"] else "already in the registry"
         console.print(f"{key:<32} {oci['references'][0]} {oci['digest']} ({state})", markup=False)
-    update_report(build_dir / "report.json", {key: {"oci": oci} for key, oci in results.items()})
+    record = records.read(build_dir)
+    for image in allowed:
+        entry = record.get(image.target.key, image.fingerprint.digest)
+        if entry is not None and image.target.key in results:
+            entry.oci = records.OciRecord.model_validate(results[image.target.key])
+    records.write(build_dir, record)
     if failures:
         raise BuildError(f"{len(failures)} push(es) failed: {'; '.join(failures)}")
 

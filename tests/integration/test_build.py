@@ -16,7 +16,7 @@ pytestmark = pytest.mark.docker
 
 
 def report(root: Path) -> dict:
-    return json.loads((root / "build" / "report.json").read_text())
+    return json.loads((root / "build" / "record.json").read_text())["images"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_keep_going_builds_every_other_image_and_exits_1(first_build, hello_proj
 def test_failures_say_why(first_build):
     _, outcomes = first_build
     assert "deliberately broken" in Path(outcomes["broken/1.0/gcc-cpu"]["log"]).read_text()
-    assert "returned a non-zero code" in outcomes["broken/1.0/gcc-cpu"]["reason"]
+    assert "build failed: step `bash /opt/cryostack/build.sh` exited with code 2" in outcomes["broken/1.0/gcc-cpu"]["reason"]
     assert "does not match 'hello 1.0-nope'" in outcomes["badsmoke/1.0/gcc-cpu"]["reason"]
     assert "missing shared libraries" in outcomes["nolib/1.0/gcc-cpu"]["reason"]
     assert "libgomp.so.1 => not found" in outcomes["nolib/1.0/gcc-cpu"]["reason"]

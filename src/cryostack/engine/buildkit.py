@@ -8,6 +8,7 @@ the engine's own BuildKit. Every step's output goes to the image's log (`--progr
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -69,7 +70,7 @@ def build(context: Path, tag: Optional[str], labels: Dict[str, str], log: TextIO
                                 env=dict(os.environ, BUILDX_NO_DEFAULT_ATTESTATIONS="1"))
         log.flush()
         if result.returncode != 0:
-            raise BuildError(f"buildx build failed (exit {result.returncode}): {_failed_step(log)}")
+            raise BuildError(f"build failed: {_failed_step(log)}")
         image_id = iidfile.read_text().strip() if iidfile.exists() else ""
     if not image_id:
         raise BuildError("buildx build finished without an image ID")
@@ -83,4 +84,9 @@ def _failed_step(log: TextIO) -> str:
     except (OSError, AttributeError, TypeError):
         return "see the build log"
     errors = [line.strip() for line in text.splitlines() if line.startswith("ERROR")]
-    return errors[-1] if errors else last_line(text)
+    if not errors:
+        return last_line(text)
+    failed = re.search(r"failed running \[(?:/bin/bash -o pipefail -c )?(.*)\]: exit code: (\d+)", errors[-1])
+    if failed:
+        return f"step `{' '.join(failed.group(1).split())}` exited with code {failed.group(2)}"
+    return errors[-1]
