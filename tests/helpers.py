@@ -33,7 +33,7 @@ FAMILIES = {
 def cryostack(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the console script in a fresh interpreter, exactly as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "cryostack.cli", *args],
+        [sys.executable, "-m", "cryostack", *args],
         cwd=cwd, capture_output=True, text=True, env=env, check=False,
     )
 

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional
 
 from . import __version__
 from .engine.docker import DockerEngine
-from .errors import CryostackError
+from .errors import CryostackError, run_hint
 from .plan import PlannedImage, write_rendered
 from .record import BUILT, FAILED, SKIPPED, UNAVAILABLE, UP_TO_DATE, ImageRecord
 from .sources import SourceMirror, SourceUnavailable
@@ -88,7 +88,7 @@ def _base_image_id(engine: DockerEngine, ref: str, pull: bool):
     if info is not None:
         return info.id, ""
     if ref.startswith("local/"):
-        return None, "run `invoke base-image` to make it"
+        return None, f"run {run_hint('base-image')} to make it"
     if pull:
         pulled, why = engine.pull(ref)
         info = engine.image(ref) if pulled else None

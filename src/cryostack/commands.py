@@ -17,7 +17,7 @@ from rich.table import Table
 
 from . import lint as linting
 from .catalogue import load_catalogue
-from .errors import BuildError, CryostackError, InputError
+from .errors import BuildError, CryostackError, InputError, run_hint
 from .files import write_text_atomically
 from .plan import PlannedImage, plan, write_rendered
 from .settings import BuildSettings
@@ -275,7 +275,7 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
     ready = [image for image in images if engine.image(fingerprint_ref(image)) is not None]
     for image in images:
         if image not in ready and not image.target.blocked:
-            console.print(f"sif {image.target.key}: not built (run `invoke build --only {image.target.key}`)", markup=False)
+            console.print(f"sif {image.target.key}: not built (run {run_hint('build --only ' + image.target.key)})", markup=False)
     if not ready:
         raise BuildError("no built image to convert" + (f" in --only {only!r}" if only else ""))
     apptainer.ensure()
@@ -320,9 +320,9 @@ def bench(project: Project, settings: BuildSettings) -> None:
     images = planned_images(project, settings, None)
     rows = [measures.noop_build(project.root, settings, engine), measures.rebuilds_after_touch(project.root, settings)]
     rows += measures.stage_sizes(images, engine, build_dir) or [
-        measures.missing("RELION runtime / build stage", "no RELION image built yet: invoke build --only relion/3.1.3/gcc-cpu")]
+        measures.missing("RELION runtime / build stage", f"no RELION image built yet: {run_hint('build --only relion/5.0.1/gcc-cpu')}")]
     rows += measures.sif_conversion(records.read(build_dir)) or [
-        measures.missing("SIF conversion", "no SIF yet: invoke sif")]
+        measures.missing("SIF conversion", f"no SIF yet: {run_hint('sif')}")]
     table = Table("measure", "value", "ratio", "what the ratio means", box=None)
     for row in rows:
         table.add_row(row.name, row.value, row.ratio, row.meaning)
@@ -354,15 +354,15 @@ def publish(project: Project, settings: BuildSettings, efs_root: Optional[str], 
     for image in planned_images(project, settings, only):
         built = record.get(image.target.key, image.fingerprint.digest)
         if built is None or not built.verified:
-            not_ready.append(f"{image.target.key} (not built: invoke build)")
+            not_ready.append(f"{image.target.key} (not built: {run_hint('build')})")
         elif built.sif is None or not Path(built.sif.path).exists():
-            not_ready.append(f"{image.target.key} (no SIF: invoke sif)")
+            not_ready.append(f"{image.target.key} (no SIF: {run_hint('sif')})")
         else:
             ready.append((image, built))
     if only and not_ready:  # an explicit selection is all or nothing
         raise InputError(f"--only {only!r}: cannot publish {', '.join(not_ready)}; nothing was published")
     if not ready:
-        raise BuildError("nothing to publish: no image has a verified SIF (invoke build-all, then invoke sif)")
+        raise BuildError(f"nothing to publish: no image has a verified SIF ({run_hint('build-all')}, then {run_hint('sif')})")
     failures, entries, copied = [], {}, 0
     with _waiting_for_lock(tree):
         manifest = tree.read_manifest()
@@ -429,9 +429,9 @@ def push(project: Project, settings: BuildSettings, registry_url: Optional[str] 
     ready = [i for i in images if engine.image(fingerprint_ref(i))]
     if only and len(ready) < len(images):
         missing = ", ".join(i.target.key for i in images if i not in ready)
-        raise InputError(f"--only {only!r}: not built: {missing} (invoke build); nothing was pushed")
+        raise InputError(f"--only {only!r}: not built: {missing} ({run_hint('build')}); nothing was pushed")
     if not ready:
-        raise BuildError("nothing to push: no built image (invoke build-all)")
+        raise BuildError(f"nothing to push: no built image ({run_hint('build-all')})")
     ecr_api = None
     if ecr:
         from .publish.ecr import Ecr

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Tuple
 
-from ..errors import BuildError, last_line
+from ..errors import BuildError, last_line, run_hint
 from .docker import DockerEngine
 
 TOOL_IMAGE = "local/apptainer:sid"
@@ -49,7 +49,7 @@ class Apptainer:
                              "put apptainer on PATH, or run from a cryostack checkout")
         if self.engine.image(TOOL_BASE) is None:
             raise BuildError(f"no apptainer on this host and no {TOOL_BASE} to build one from: "
-                             "run `invoke base-image --suite trixie` first")
+                             f"run {run_hint('base-image --suite trixie')} first")
         with tempfile.TemporaryDirectory() as context, open(self.log_path, "a") as log:
             shutil.copy(self.tool_dockerfile, Path(context) / "Dockerfile")
             self.engine.build(Path(context), TOOL_IMAGE, {"io.cryostack.tool": "apptainer"}, log)
