@@ -11,7 +11,7 @@ from typing import List
 
 from .build import WOULD_BUILD, build_stage_ref, decide, fingerprint_ref
 from .catalogue import load_catalogue
-from .engine.docker import DockerEngine
+from .engine.base import Engine
 from .plan import PlannedImage, plan
 from .settings import BuildSettings
 
@@ -30,7 +30,7 @@ def _timed(action) -> float:
     return time.perf_counter() - started
 
 
-def noop_build(root: Path, settings: BuildSettings, engine: DockerEngine) -> Measure:
+def noop_build(root: Path, settings: BuildSettings, engine: Engine) -> Measure:
     """A build-all that finds nothing to do: planning plus engine look-ups, against rendering alone."""
     catalogue = load_catalogue(root / "images")
     render = min(_timed(lambda: plan(catalogue, root / "recipes", settings)) for _ in range(3))
@@ -60,7 +60,7 @@ def rebuilds_after_touch(root: Path, settings: BuildSettings, family: str = "ctf
                    f"{len(changed) / len(own):.2f}x the {family} entries", "1.00x: exactly the images that use it")
 
 
-def stage_sizes(images: List[PlannedImage], engine: DockerEngine, build_dir: Path) -> List[Measure]:
+def stage_sizes(images: List[PlannedImage], engine: Engine, build_dir: Path) -> List[Measure]:
     """Runtime image size against its build stage, for each built RELION image."""
     measures = []
     for image in images:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from . import __version__
-from .engine.docker import DockerEngine
+from .engine.base import Engine
 from .errors import CryostackError, run_hint
 from .plan import PlannedImage, write_rendered
 from .record import BUILT, FAILED, SKIPPED, UNAVAILABLE, UP_TO_DATE, ImageRecord
@@ -51,7 +51,7 @@ def build_stage_ref(image: PlannedImage) -> str:
     return f"{image.target.repository}:{image.target.tag}-build"
 
 
-def decide(images: List[PlannedImage], engine: DockerEngine, pull: bool = True) -> List[Decision]:
+def decide(images: List[PlannedImage], engine: Engine, pull: bool = True) -> List[Decision]:
     """For each image: up to date (same fingerprint, same base images), to build, or not buildable here."""
     decisions = []
     known: Dict[str, Optional[str]] = {}
@@ -83,7 +83,7 @@ def decide(images: List[PlannedImage], engine: DockerEngine, pull: bool = True) 
     return decisions
 
 
-def _base_image_id(engine: DockerEngine, ref: str, pull: bool):
+def _base_image_id(engine: Engine, ref: str, pull: bool):
     info = engine.image(ref)
     if info is not None:
         return info.id, ""
@@ -106,7 +106,7 @@ def _base_label(base_ids: Dict[str, str]) -> str:
 class BuildRun:
     """Everything one `build` invocation needs besides the decisions."""
 
-    engine: DockerEngine
+    engine: Engine
     mirror: SourceMirror
     build_dir: Path
     log_dir: Path
@@ -200,7 +200,7 @@ def _stage_source(source: Path, dest: Path) -> None:
         shutil.copy2(source, dest / source.name)
 
 
-def _record_image(engine: DockerEngine, image: PlannedImage, outcome: Outcome) -> None:
+def _record_image(engine: Engine, image: PlannedImage, outcome: Outcome) -> None:
     """Size, ID and labels of the built image: what publish puts in the manifest."""
     info = engine.image(fingerprint_ref(image))
     if info is not None:

@@ -142,13 +142,13 @@ def _relative(path: Path) -> str:
 def base_image(project: Project, settings: BuildSettings, suite: str = "bookworm", force: bool = False) -> None:
     """Make the local Debian base image (debootstrap + docker import) unless it exists."""
     from .baseimage import make_base_image
-    from .engine.docker import DockerEngine
+    from .engine.base import connect
 
     ref = settings.base_image if suite == "bookworm" else f"local/debian:{suite}"
     build_dir = project.resolve(settings.build_dir)
     log = build_dir / "logs" / f"base-image-{suite}.log"
     console.print(f"base image {ref}: debootstrap {suite} (log: {_relative(log)}) ...", markup=False)
-    image_id = make_base_image(DockerEngine.connect(), ref, suite, build_dir, log, force=force)
+    image_id = make_base_image(connect(), ref, suite, build_dir, log, force=force)
     if image_id is None:
         console.print(f"base image {ref}: already present (use --force to make it again)", markup=False)
     else:
@@ -161,13 +161,13 @@ def build(project: Project, settings: BuildSettings, only: Optional[str] = None,
     be built here are reported but are not failures; with a selection they are failures."""
     from . import record as records
     from .build import FAILED, UNAVAILABLE, BuildRun, Outcome, decide, git_revision, run_builds
-    from .engine.docker import DockerEngine
+    from .engine.base import connect
     from .sources import SourceMirror
 
     if jobs < 1:
         raise InputError(f"--jobs {jobs}: give a number of parallel builds of at least 1")
     images = planned_images(project, settings, only)
-    engine = DockerEngine.connect()
+    engine = connect()
     if not dry_run:
         _make_local_bases(project, settings, engine, images)
     decisions = decide(images, engine)
@@ -263,12 +263,12 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
     from . import record as records
     from .build import fingerprint_ref
     from .engine.apptainer import Apptainer
-    from .engine.docker import DockerEngine
+    from .engine.base import connect
     from .sources import sha256_of
     from .verify import smoke_problem
 
     images = planned_images(project, settings, only)
-    engine = DockerEngine.connect()
+    engine = connect()
     build_dir = project.resolve(settings.build_dir)
     apptainer = Apptainer(engine, project.recipes_dir / "tools" / "apptainer.Dockerfile",
                           build_dir / "logs" / "apptainer.log")
@@ -313,9 +313,9 @@ def bench(project: Project, settings: BuildSettings) -> None:
     """Measure the speed and size targets on this machine; print values and ratios."""
     from . import bench as measures
     from . import record as records
-    from .engine.docker import DockerEngine
+    from .engine.base import connect
 
-    engine = DockerEngine.connect()
+    engine = connect()
     build_dir = project.resolve(settings.build_dir)
     images = planned_images(project, settings, None)
     rows = [measures.noop_build(project.root, settings, engine), measures.rebuilds_after_touch(project.root, settings)]
@@ -416,7 +416,7 @@ def push(project: Project, settings: BuildSettings, registry_url: Optional[str] 
     """Push built, verified images to ECR or any OCI registry and record their digests."""
     from . import record as records
     from .build import fingerprint_ref
-    from .engine.docker import DockerEngine
+    from .engine.base import connect
     from .publish.push import check_selection, licence_refusals, push_all
     from .publish.registry import Registry
 
@@ -424,7 +424,7 @@ def push(project: Project, settings: BuildSettings, registry_url: Optional[str] 
         raise InputError("--registry: give host[:port] of an OCI registry, or --ecr for Amazon ECR")
     build_dir = project.resolve(settings.build_dir)
     images = planned_images(project, settings, only)
-    engine = DockerEngine.connect()
+    engine = connect()
     # Only verified images carry their fingerprint tag (a failed one is re-tagged -failed).
     ready = [i for i in images if engine.image(fingerprint_ref(i))]
     if only and len(ready) < len(images):
@@ -495,12 +495,12 @@ def pull(efs_root: Optional[str], manifest_source: Optional[str], only: Optional
 def _registry_obtainer(registry_url: str, username: Optional[str], password_env: str, root: Optional[Path], scratch: Path):
     """obtain() for registry pulls: the image by digest, converted to a SIF on this machine."""
     from .engine.apptainer import Apptainer
-    from .engine.docker import DockerEngine
+    from .engine.base import connect
     from .publish.registry import Registry
 
     registry = Registry(registry_url, username, os.environ.get(password_env) if username else None)
     auth = {"username": registry.username, "password": registry.password or ""} if registry.username else None
-    engine = DockerEngine.connect()
+    engine = connect()
     tool = (Path(root) if root else Path(os.environ.get("CRYOSTACK_ROOT") or Path.cwd())) / "recipes" / "tools" / "apptainer.Dockerfile"
     scratch.mkdir(parents=True, exist_ok=True)
     apptainer = Apptainer(engine, tool, scratch / ".apptainer.log")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Tuple
 
 from ..errors import BuildError, last_line, run_hint
-from .docker import DockerEngine
+from .base import Engine
 
 TOOL_IMAGE = "local/apptainer:sid"
 TOOL_BASE = "local/debian:trixie"
@@ -30,7 +30,7 @@ CONTAINER_OPTIONS = dict(
 class Apptainer:
     """Build and test SIF files; every apptainer call goes through here."""
 
-    def __init__(self, engine: DockerEngine, tool_dockerfile: Path, log_path: Path):
+    def __init__(self, engine: Engine, tool_dockerfile: Path, log_path: Path):
         self.engine = engine
         self.tool_dockerfile = tool_dockerfile
         self.log_path = log_path

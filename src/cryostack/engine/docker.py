@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, TextIO, Tuple
 
@@ -12,14 +11,8 @@ import docker.errors
 
 from ..errors import BuildError, last_line
 from . import buildkit
+from .base import ImageInfo
 from .buildkit import BuildCache
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    id: str
-    labels: Dict[str, str]
-    size: int
 
 
 class DockerEngine:
@@ -130,6 +123,9 @@ class DockerEngine:
             self.client.api.remove_image(ref, noprune=True)
         except docker.errors.APIError:
             pass
+
+    def images(self, repository: str) -> List[str]:
+        return [tag for image in self.client.images.list(name=repository) for tag in image.tags]
 
     def import_rootfs(self, rootfs: Path, ref: str, changes: List[str]) -> str:
         """`tar -C ROOTFS -c . | docker import` : a base image from a debootstrap tree."""
