@@ -75,6 +75,9 @@ def verify(engine: Engine, ref: str, image: PlannedImage, build_stage_ref: Optio
     arch = image.build_args["cuda_arch"]
     if arch is not None and build_stage_ref is not None:
         found = cuda_architectures(engine, build_stage_ref, prefix)
+        shown = ", ".join("sm_" + a for a in found) or "none"
         if str(arch) not in found:
-            problems.append(f"binaries carry no sm_{arch} code (cuobjdump found: {', '.join('sm_' + a for a in found) or 'none'})")
+            problems.append(f"binaries carry no sm_{arch} code (cuobjdump found: {shown})")
+        elif found != [str(arch)]:  # a variant carries exactly the SM it claims, so its label can be trusted
+            problems.append(f"binaries carry other SMs besides sm_{arch} (cuobjdump found: {shown})")
     return problems
