@@ -153,10 +153,7 @@ def _build_one(decision: Decision, run: BuildRun) -> Outcome:
                       log=str(log_path))
     try:
         run.on_event(target.key, "fetching source")
-        where = f"{target.catalogue_file}: versions[{target.version!r}].source"
-        source = run.mirror.ensure(target.spec.source, where)
-        context = write_rendered([image], run.build_dir)[0]
-        _stage_source(source, context / "sources")
+        context = prepare_context(image, run.mirror, run.build_dir)
         run.on_event(target.key, f"building (log: {log_path})")
         labels = build_labels(decision, run.revision)
         with open(log_path, "w", encoding="utf-8") as log:
@@ -187,6 +184,15 @@ def _build_one(decision: Decision, run: BuildRun) -> Outcome:
     outcome.seconds = round(time.monotonic() - started, 1)
     run.on_event(target.key, outcome.status)
     return outcome
+
+
+def prepare_context(image: PlannedImage, mirror: SourceMirror, build_dir: Path) -> Path:
+    """The build context of one image: its rendered files and its verified source."""
+    target = image.target
+    source = mirror.ensure(target.spec.source, f"{target.catalogue_file}: versions[{target.version!r}].source")
+    context = write_rendered([image], build_dir)[0]
+    _stage_source(source, context / "sources")
+    return context
 
 
 def _stage_source(source: Path, dest: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -309,18 +310,25 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
         raise BuildError(f"{len(failures)} SIF conversion(s) failed: {'; '.join(failures)}")
 
 
-def bench(project: Project, settings: BuildSettings) -> None:
+def bench(project: Project, settings: BuildSettings, matrix: Optional[str] = None) -> None:
     """Measure the speed and size targets on this machine; print values and ratios."""
     from . import bench as measures
     from . import record as records
     from .engine.base import connect
+    from .sources import SourceMirror
 
     engine = connect()
     build_dir = project.resolve(settings.build_dir)
     images = planned_images(project, settings, None)
     rows = [measures.noop_build(project.root, settings, engine), measures.rebuilds_after_touch(project.root, settings)]
+    if matrix:
+        mirror = SourceMirror(project.resolve(settings.source_mirror), settings.source_path)
+        with tempfile.TemporaryDirectory(prefix="cryostack-bench-") as work:
+            rows += measures.matrix_cost(project.root, settings, engine, mirror, matrix, Path(work))
+    else:
+        rows.append(measures.missing("matrix cost", "give --matrix FAMILY[/VERSION] (builds two variants and an edit)"))
     rows += measures.stage_sizes(images, engine, build_dir) or [
-        measures.missing("RELION runtime / build stage", f"no RELION image built yet: {run_hint('build --only relion/5.0.1/gcc-cpu')}")]
+        measures.missing("RELION runtime / build stage", f"no RELION image built yet: {run_hint('build --only relion')}")]
     rows += measures.sif_conversion(records.read(build_dir)) or [
         measures.missing("SIF conversion", f"no SIF yet: {run_hint('sif')}")]
     table = Table("measure", "value", "ratio", "what the ratio means", box=None)

@@ -201,6 +201,7 @@ def plan(
             recipe_template=f"{target.family.recipe_dir}/recipe.j2",
             recipe_dir=target.family.recipe_dir,
             catalogue_file=str(target.catalogue_file),
+            cache_namespace=settings.cache_namespace,
         )
         files = recipes.render_files(env, context)
         contract = recipes.recipe_contract(env, context)

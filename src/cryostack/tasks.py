@@ -96,11 +96,12 @@ def sif(c, only=None, build_dir=None):
         commands.sif(_project(c), _settings(None, build_dir), only)
 
 
-@task(help={"build-dir": SELECTION["build-dir"]})
-def bench(c, build_dir=None):
+@task(help={"build-dir": SELECTION["build-dir"],
+            "matrix": "FAMILY[/VERSION] whose first two variants are built cold, warm and after an edit"})
+def bench(c, build_dir=None, matrix=None):
     """Measure build, cache and size targets on this machine side by side; print them as ratios."""
     with commands.reported_errors():
-        commands.bench(_project(c), _settings(None, build_dir))
+        commands.bench(_project(c), _settings(None, build_dir), matrix=matrix)
 
 
 @task(help=dict(TREE, only=ONLY, **{"build-dir": SELECTION["build-dir"]}))

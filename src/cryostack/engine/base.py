@@ -27,7 +27,7 @@ class Engine(Protocol):
         """The local image REF, or None."""
 
     def build(self, context: Path, tag: str, labels: Dict[str, str], log: TextIO, network: str = "host",
-              target: Optional[str] = None, cache: BuildCache = BuildCache()) -> str:
+              target: Optional[str] = None, cache: BuildCache = BuildCache(), no_cache: bool = False) -> str:
         """Build CONTEXT/Dockerfile (a TARGET stage of it) as TAG; every step's output to LOG; the image ID."""
 
     def run(self, ref: str, script: str, timeout: int = 600, **options) -> Tuple[int, str]:

@@ -52,8 +52,9 @@ def buildx() -> List[str]:
 
 
 def build(context: Path, tag: Optional[str], labels: Dict[str, str], log: TextIO, network: str = "host",
-          target: Optional[str] = None, cache: BuildCache = BuildCache()) -> str:
-    """Build CONTEXT/Dockerfile into the engine's image store; returns the image ID."""
+          target: Optional[str] = None, cache: BuildCache = BuildCache(), no_cache: bool = False) -> str:
+    """Build CONTEXT/Dockerfile into the engine's image store; returns the image ID. NO_CACHE: reuse no
+    layer (cache mounts still apply: give them a fresh namespace for a truly cold build)."""
     with tempfile.TemporaryDirectory(prefix="cryostack-buildx-") as tmp:
         iidfile = Path(tmp) / "iid"
         command = [*buildx(), "build", "--progress=plain", f"--network={network}", f"--iidfile={iidfile}"]
@@ -61,6 +62,8 @@ def build(context: Path, tag: Optional[str], labels: Dict[str, str], log: TextIO
             command.append(f"--tag={tag}")
         if target:
             command.append(f"--target={target}")
+        if no_cache:
+            command.append("--no-cache")
         command += [f"--label={name}={value}" for name, value in sorted(labels.items())]
         command += cache.options()
         command.append(str(context))

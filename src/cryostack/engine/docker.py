@@ -54,10 +54,10 @@ class DockerEngine:
 
     def build(
         self, context: Path, tag: str, labels: Dict[str, str], log: TextIO,
-        network: str = "host", target: Optional[str] = None, cache: BuildCache = BuildCache(),
+        network: str = "host", target: Optional[str] = None, cache: BuildCache = BuildCache(), no_cache: bool = False,
     ) -> str:
         """Build the Dockerfile in `context` with BuildKit, every step's output to `log`; returns the image ID."""
-        return buildkit.build(context, tag, labels, log, network, target, cache)
+        return buildkit.build(context, tag, labels, log, network, target, cache, no_cache)
 
     def run(self, ref: str, script: str, timeout: int = 600, **options) -> Tuple[int, str]:
         """Run a shell script in a throw-away container, without network unless `options` say
