@@ -142,11 +142,15 @@ def push(c, registry=None, ecr=False, region=None, profile=None, public=False, u
     "registry": "pull OCI images by digest from this registry and make the SIF files here",
     "username": "registry user; the password is read from $CRYOSTACK_REGISTRY_PASSWORD",
     "group": PUBLISH_HELP["group"],
-})
-def pull(c, efs_root=None, manifest=None, only=None, registry=None, username=None, group=None):
+    "allow-origin": "another origin (scheme://host[:port]) SIF downloads may be redirected to; repeatable",
+    "timeout": "seconds one download may take (default 3600)",
+}, iterable=["allow_origin"])
+def pull(c, efs_root=None, manifest=None, only=None, registry=None, username=None, group=None, allow_origin=None,
+         timeout=None):
     """Fill a local EFS tree from another site's published images, verifying every digest and sha256."""
     with commands.reported_errors():
-        commands.pull(efs_root, manifest, only, registry_url=registry, username=username, group=group, root=ROOT)
+        commands.pull(efs_root, manifest, only, registry_url=registry, username=username, group=group, root=ROOT,
+                      allow_origins=allow_origin or (), timeout=timeout)
 
 
 SITE_HELP = "site file (default cluster-configs/site.example.yaml)"

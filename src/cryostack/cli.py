@@ -54,6 +54,9 @@ def parser() -> argparse.ArgumentParser:
     pull.add_argument("--only", help="family[/version[/variant]] globs, comma-separated")
     pull.add_argument("--registry", help="pull OCI images by digest from this registry and make the SIFs here")
     pull.add_argument("--username", help="registry user; the password is read from $CRYOSTACK_REGISTRY_PASSWORD")
+    pull.add_argument("--allow-origin", action="append", default=[], metavar="SCHEME://HOST[:PORT]",
+                      help="another origin SIF downloads may be redirected to (default: the manifest's own only)")
+    pull.add_argument("--timeout", type=float, help="seconds one download may take (default 3600)")
     with_tree_modes(pull)
     config = sub.add_parser("cluster-config", help="render and validate the site's ParallelCluster config")
     config.add_argument("--site")
@@ -79,7 +82,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         if args.command == "pull":  # likewise: what it needs is in the other site's manifest
             return commands.pull(args.efs_root, args.manifest, args.only, registry_url=args.registry,
                                  username=args.username, group=args.group, file_mode=args.file_mode,
-                                 dir_mode=args.dir_mode, root=args.root)
+                                 dir_mode=args.dir_mode, root=args.root, allow_origins=args.allow_origin,
+                                 timeout=args.timeout)
         project = commands.Project.locate(args.root)
         if args.command == "cluster-config":
             return commands.cluster_config(project, args.site, args.output)
