@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -396,7 +396,8 @@ def _waiting_for_lock(tree):
 
 
 def prune(efs_root: Optional[str], keep: int) -> None:
-    """Remove published SIFs beyond the newest KEEP per variant; current.sif's target always stays."""
+    """Remove published SIFs beyond the newest KEEP per variant; current.sif's target always stays.
+    Only files inside the tree that the local manifest owns (its history) are ever removed."""
     from .publish.efs import EfsTree
     from .publish.prune import plan_prune
 
@@ -405,15 +406,24 @@ def prune(efs_root: Optional[str], keep: int) -> None:
     if keep < 1:
         raise InputError(f"--keep {keep}: keep at least 1 (the current image)")
     tree = EfsTree(Path(efs_root))
-    if not tree.manifest_path.exists():
+    if not tree.manifest_path.is_file():
         raise InputError(f"{tree.manifest_path}: no manifest here; nothing published to prune")
+    skipped: List[str] = []
     with tree.locked():
         manifest, removals = plan_prune(tree.read_manifest(), keep)
-        freed = sum(tree.remove(path) for path in removals)
+        freed = 0
+        for path in list(removals):
+            try:
+                freed += tree.remove(path)
+            except BuildError as exc:  # something other than our file is there: left alone, and kept listed
+                skipped.append(str(exc))
+                removals.remove(path)
         tree.write_manifest(manifest)
     for path in removals:
         console.print(f"removed {path}", markup=False)
     console.print(f"pruned {len(removals)} SIF file(s), {freed / 1e6:.0f} MB freed", markup=False)
+    if skipped:
+        raise BuildError(f"{len(skipped)} file(s) not removed: {'; '.join(skipped)}")
 
 
 def push(project: Project, settings: BuildSettings, registry_url: Optional[str] = None, only: Optional[str] = None,
@@ -456,6 +466,7 @@ def push(project: Project, settings: BuildSettings, registry_url: Optional[str] 
             console.print(f"ECR repository {image.target.repository} created (immutable tags, scan on push, lifecycle)",
                           markup=False)
 
+    (build_dir / "logs").mkdir(parents=True, exist_ok=True)  # a push needs no earlier build run's folders
     with open(build_dir / "logs" / "push.log", "a") as log:
         results, failures = push_all(engine, registry, allowed, log, before_each=prepare)
     for key, oci in results.items():
@@ -474,54 +485,39 @@ def push(project: Project, settings: BuildSettings, registry_url: Optional[str] 
 def pull(efs_root: Optional[str], manifest_source: Optional[str], only: Optional[str] = None,
          registry_url: Optional[str] = None, username: Optional[str] = None,
          password_env: str = "CRYOSTACK_REGISTRY_PASSWORD", group: Optional[str] = None,
-         file_mode: str = "0444", dir_mode: str = "0755", root: Optional[Path] = None) -> None:
+         file_mode: str = "0444", dir_mode: str = "0755", root: Optional[Path] = None,
+         allow_origins: Sequence[str] = (), timeout: object = None) -> None:
     """Fill a local EFS tree from another site's published manifest (SIFs beside it, or OCI images
-    from a registry by digest), verifying every image; the local manifest lists what arrived."""
+    from a registry by digest), verifying every image; the local manifest lists what arrived.
+    Downloads go to a staging folder of the tree; the tree is locked only for the switch."""
     from .publish.efs import EfsTree
-    from .publish.pull import fetch_sif, pull_entries, read_source_manifest, select_entries
+    from .publish.pull import (Remote, fetch_sif, install_staged, read_source_manifest, registry_obtainer,
+                               select_entries, stage_entries)
+    from .publish.registry import Registry
 
     if not efs_root or not manifest_source:
         raise InputError("pull needs --efs-root (the local tree) and --manifest (a path or URL of a published manifest.json)")
     tree = EfsTree(Path(efs_root), _mode(file_mode, "--file-mode"), _mode(dir_mode, "--dir-mode"), group)
-    entries = select_entries(read_source_manifest(manifest_source), only, manifest_source)
+    remote = Remote.of(manifest_source, allow_origins, timeout)
+    entries = select_entries(read_source_manifest(remote), only, manifest_source)
+    tree.read_manifest()  # a local manifest we could not update is refused before any download
     if registry_url:
-        obtain = _registry_obtainer(registry_url, username, password_env, root, tree.root)
+        registry = Registry(registry_url, username, os.environ.get(password_env) if username else None)
+        home = Path(root) if root else Path(os.environ.get("CRYOSTACK_ROOT") or Path.cwd())
+        obtain = registry_obtainer(registry, home)
     else:
         def obtain(key, entry, dest):
-            return fetch_sif(manifest_source, entry["sif"]["path"], dest), entry["sif"]["sha256"]
-    with _waiting_for_lock(tree):
-        local = tree.read_manifest()
-        installed, failures = pull_entries(entries, tree, obtain, report=lambda text: console.print(text, markup=False))
-        tree.switch_to(local, installed)
+            return fetch_sif(remote, entry["sif"], dest)
+    with tree.staging() as staging:
+        ready, failures = stage_entries(entries, tree, obtain, staging)
+        with _waiting_for_lock(tree):
+            local = tree.read_manifest()
+            installed, refused = install_staged(ready, tree, report=lambda text: console.print(text, markup=False))
+            tree.switch_to(local, installed)
+    failures += refused
     console.print(f"{len(installed)} of {len(entries)} images in {tree.manifest_path}", markup=False)
     if failures:
         raise BuildError(f"{len(failures)} image(s) not pulled: {'; '.join(failures)}")
-
-
-def _registry_obtainer(registry_url: str, username: Optional[str], password_env: str, root: Optional[Path], scratch: Path):
-    """obtain() for registry pulls: the image by digest, converted to a SIF on this machine."""
-    from .engine.apptainer import Apptainer
-    from .engine.base import connect
-    from .publish.registry import Registry
-
-    registry = Registry(registry_url, username, os.environ.get(password_env) if username else None)
-    auth = {"username": registry.username, "password": registry.password or ""} if registry.username else None
-    engine = connect()
-    tool = (Path(root) if root else Path(os.environ.get("CRYOSTACK_ROOT") or Path.cwd())) / "recipes" / "tools" / "apptainer.Dockerfile"
-    scratch.mkdir(parents=True, exist_ok=True)
-    apptainer = Apptainer(engine, tool, scratch / ".apptainer.log")
-    apptainer.ensure()
-
-    def obtain(key, entry, dest):
-        oci = entry.get("oci") or {}
-        if not oci.get("digest") or not oci.get("repository"):
-            raise BuildError("the manifest has no OCI digest for it (was it pushed?)")
-        repository = f"{registry.host}/{oci['repository']}"
-        engine.pull_by_digest(repository, oci["digest"], auth, registry.scrub)
-        apptainer.build_sif(f"{repository}@{oci['digest']}", dest)
-        return dest, None  # a SIF made here: the local manifest records its own sha256
-
-    return obtain
 
 
 def cluster_config(project: Project, site_file: Optional[str], output: Optional[str] = None) -> None:

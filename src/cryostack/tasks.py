@@ -143,13 +143,16 @@ def push(c, registry=None, ecr=False, region=None, profile=None, public=False, u
     "only": ONLY,
     "registry": "pull OCI images by digest from this registry and make the SIF files here",
     "username": REGISTRY_USER,
-}))
+    "allow-origin": "another origin (scheme://host[:port]) SIF downloads may be redirected to; repeatable",
+    "timeout": "seconds one download may take (default 3600)",
+}), iterable=["allow_origin"])
 def pull(c, efs_root=None, manifest=None, only=None, registry=None, username=None, group=None,
-         file_mode="0444", dir_mode="0755"):
+         file_mode="0444", dir_mode="0755", allow_origin=None, timeout=None):
     """Fill a local EFS tree from another site's published images, verifying every digest and sha256."""
     with commands.reported_errors():
         commands.pull(efs_root, manifest, only, registry_url=registry, username=username, group=group,
-                      file_mode=file_mode, dir_mode=dir_mode, root=c.config.cryostack.root)
+                      file_mode=file_mode, dir_mode=dir_mode, root=c.config.cryostack.root,
+                      allow_origins=allow_origin or (), timeout=timeout)
 
 
 @task(help={"site": SITE, "output": "write the YAML here (default: print it)"})
