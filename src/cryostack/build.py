@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional
 from . import __version__
 from .engine.base import Engine
 from .errors import CryostackError, run_hint
-from .plan import PlannedImage, write_rendered
+from .plan import PlannedImage, fingerprint_ref, readable_ref, write_rendered
 from .record import BUILT, FAILED, SKIPPED, UNAVAILABLE, UP_TO_DATE, ImageRecord
 from .sources import SourceMirror, SourceUnavailable
 from .verify import verify
@@ -35,16 +35,6 @@ class Decision:
 
 
 Outcome = ImageRecord  # what happened to one image: one row of the summary and of the build record
-
-
-def fingerprint_ref(image: PlannedImage) -> str:
-    """The immutable tag: repository:version-variant-<fingerprint>."""
-    return f"{image.target.repository}:{image.target.tag}-{image.fingerprint.short}"
-
-
-def readable_ref(image: PlannedImage) -> str:
-    """The moving tag: repository:version-variant, the newest verified build."""
-    return f"{image.target.repository}:{image.target.tag}"
 
 
 def build_stage_ref(image: PlannedImage) -> str:

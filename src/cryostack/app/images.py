@@ -158,7 +158,7 @@ def _summary(outcomes) -> None:
 def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -> None:
     """Convert built, verified images to SIF files under BUILD_DIR/sif/ and smoke-test each SIF."""
     from .. import record as records
-    from ..build import fingerprint_ref
+    from ..plan import fingerprint_ref
     from ..engine.apptainer import Apptainer
     from ..engine.base import connect
     from ..sources import sha256_of

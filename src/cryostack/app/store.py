@@ -110,7 +110,7 @@ def push(project: Project, settings: BuildSettings, registry_url: Optional[str] 
          ecr: bool = False, region: Optional[str] = None, profile: Optional[str] = None) -> None:
     """Push built, verified images to ECR or any OCI registry and record their digests."""
     from .. import record as records
-    from ..build import fingerprint_ref
+    from ..plan import fingerprint_ref
     from ..engine.base import connect
     from ..publish.push import check_selection, licence_refusals, push_all
     from ..publish.registry import Registry
