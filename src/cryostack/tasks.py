@@ -29,6 +29,8 @@ BUILDING = dict(
     jobs="how many images to build at once (default 1)",
     keep_going="when one image fails, build every other one anyway",
     dry_run="print what would be built and why, build nothing",
+    cache_from="registry HOST[:PORT][/PATH] whose <repository>:<version>-<variant> images lend their layers (CI shards)",
+    inline_cache="store the build cache in each image, so that pushing it makes it a --cache-from for others",
 )
 TREE = {
     "efs-root": "root of the shared image store, e.g. /efs/cryostack",
@@ -77,19 +79,21 @@ def base_image(c, suite="bookworm", force=False):
 
 
 @task(help=BUILDING)
-def build(c, only=None, jobs=1, keep_going=False, dry_run=False, base_image=None, build_dir=None):
+def build(c, only=None, jobs=1, keep_going=False, dry_run=False, base_image=None, build_dir=None, cache_from=None,
+          inline_cache=False):
     """Build and verify the selected images that are out of date."""
     with reported_errors():
-        images.build(_project(c), _settings(base_image, build_dir), only,
-                       jobs=jobs, keep_going=keep_going, dry_run=dry_run)
+        images.build(_project(c), _settings(base_image, build_dir), only, jobs=jobs, keep_going=keep_going,
+                     dry_run=dry_run, cache_from=cache_from, inline_cache=inline_cache)
 
 
 @task(help={k: v for k, v in BUILDING.items() if k != "only"})
-def build_all(c, jobs=1, keep_going=False, dry_run=False, base_image=None, build_dir=None):
+def build_all(c, jobs=1, keep_going=False, dry_run=False, base_image=None, build_dir=None, cache_from=None,
+              inline_cache=False):
     """Build and verify every out-of-date image; reports which entries cannot be built here and why."""
     with reported_errors():
-        images.build(_project(c), _settings(base_image, build_dir), None,
-                       jobs=jobs, keep_going=keep_going, dry_run=dry_run, everything=True)
+        images.build(_project(c), _settings(base_image, build_dir), None, jobs=jobs, keep_going=keep_going,
+                     dry_run=dry_run, everything=True, cache_from=cache_from, inline_cache=inline_cache)
 
 
 @task(help={"only": ONLY, "build-dir": SELECTION["build-dir"]})

@@ -91,7 +91,8 @@ def base_image(project: Project, settings: BuildSettings, suite: str = "bookworm
 
 
 def build(project: Project, settings: BuildSettings, only: Optional[str] = None, jobs: int = 1,
-          keep_going: bool = False, dry_run: bool = False, everything: bool = False) -> None:
+          keep_going: bool = False, dry_run: bool = False, everything: bool = False,
+          cache_from: Optional[str] = None, inline_cache: bool = False) -> None:
     """Build (and verify) what is out of date. `everything`: build-all, where entries that cannot
     be built here are reported but are not failures; with a selection they are failures."""
     from .. import record as records
@@ -122,7 +123,8 @@ def build(project: Project, settings: BuildSettings, only: Optional[str] = None,
             records.write(build_dir, record)
 
     run = BuildRun(engine, SourceMirror(project.resolve(settings.source_mirror), settings.source_path), build_dir,
-                   build_dir / "logs", revision=git_revision(project.root), on_event=progress.update, on_outcome=keep)
+                   build_dir / "logs", revision=git_revision(project.root), on_event=progress.update, on_outcome=keep,
+                   cache_registry=cache_from, inline_cache=inline_cache)
     with progress:
         outcomes: List[Outcome] = run_builds(decisions, run, jobs=jobs, keep_going=keep_going)
     _summary(outcomes)
