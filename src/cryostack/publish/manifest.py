@@ -21,7 +21,7 @@ from .. import __version__
 from ..errors import InputError
 from ..jsonfile import load_json
 from ..plan import PlannedImage
-from ..values import AbsolutePath, FileName, Identifier, Line, RelativePath, Sha256
+from ..values import AbsolutePath, FileName, Identifier, ImageReference, Line, OciDigest, RelativePath, Sha256
 from ..yamlfile import Loc, describe, key_path, nearest_line
 
 SCHEMA_VERSION = 1
@@ -30,14 +30,10 @@ MAX_MANIFEST_BYTES = 64 << 20
 MAX_SIF_BYTES = 1 << 44  # 16 TiB: far beyond any image, well inside every integer type
 
 Timestamp = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$")]
-OciDigest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
 # host[:port] of a registry, and a repository path as the OCI distribution spec spells it.
 RegistryHost = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?$")]
 Repository = Annotated[str, StringConstraints(
     max_length=255, pattern=r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")]
-# An image reference (registry/repository:tag or @digest). It becomes an argument of docker or
-# podman in the wrappers, so it never starts with '-' and holds no shell text.
-ImageReference = Annotated[str, StringConstraints(max_length=512, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
 InstanceFamily = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")]
 ImageId = Annotated[str, StringConstraints(pattern=r"^(sha256:[0-9a-f]{64})?$")]
