@@ -178,7 +178,7 @@ def _build_one(decision: Decision, run: BuildRun) -> Outcome:
         where = f"{target.catalogue_file}: versions[{target.version!r}].source"
         source = run.mirror.ensure(target.spec.source, where)
         context = write_rendered([image], run.build_dir)[0]
-        _stage_source(source, context / "sources")
+        _stage_source(source, context / "sources", image.patches)
         run.on_event(target.key, f"building (log: {log_path})")
         labels = build_labels(decision, run.revision)
         with open(log_path, "w", encoding="utf-8") as log:
@@ -211,15 +211,18 @@ def _build_one(decision: Decision, run: BuildRun) -> Outcome:
     return outcome
 
 
-def _stage_source(source: Path, dest: Path) -> None:
-    """Put the verified source into the build context (a hard link where the file system allows)."""
+def _stage_source(source: Path, dest: Path, patches=()) -> None:
+    """Put the verified source into the build context, and its patches (checked by plan) in
+    patches/ beside it: a hard link where the file system allows, else a copy."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    try:
-        os.link(source, dest / source.name)
-    except OSError:
-        shutil.copy2(source, dest / source.name)
+    for path, into in [(source, dest)] + [(patch, dest / "patches") for patch in patches]:
+        into.mkdir(exist_ok=True)
+        try:
+            os.link(path, into / path.name)
+        except OSError:
+            shutil.copy2(path, into / path.name)
 
 
 def _record_image(engine: DockerEngine, image: PlannedImage, outcome: Outcome) -> None:

@@ -6,7 +6,7 @@ import difflib
 import re
 import typing
 from pathlib import Path
-from typing import Any, Dict, Iterable, Tuple, Type, TypeVar
+from typing import Annotated, Any, Dict, Iterable, Literal, Tuple, Type, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -80,12 +80,13 @@ def _record_lines(path: Path, node: yaml.Node, loc: Loc, lines: Dict[Loc, int]) 
 
 
 def _describe(path: Path, error: dict, lines: Dict[Loc, int], model: type) -> str:
-    loc = tuple(str(part) if not isinstance(part, int) else part for part in error["loc"])
+    tagged = tuple(str(part) if not isinstance(part, int) else part for part in error["loc"])
     kind = error["type"]
+    loc = _without_union_tags(tagged, lines, keep_last=kind == "missing")
     if kind == "missing":
         where, detail = loc[:-1], f"missing required key {loc[-1]!r}"
     elif kind == "extra_forbidden":
-        valid = sorted(_model_at(model, loc[:-1]).model_fields)
+        valid = sorted(_model_at(model, tagged[:-1]).model_fields)
         guess = difflib.get_close_matches(str(loc[-1]), valid, n=1)
         hint = f"did you mean {guess[0]!r}? " if guess else ""
         where, detail = loc, f"unknown key {loc[-1]!r} ({hint}valid keys: {', '.join(valid)})"
@@ -99,6 +100,18 @@ def _describe(path: Path, error: dict, lines: Dict[Loc, int], model: type) -> st
     line = _nearest_line(where, lines)
     key = _path(where) or "(top level)"
     return f"{path}:{line}: {key}: {detail}"
+
+
+def _without_union_tags(loc: Loc, lines: Dict[Loc, int], keep_last: bool) -> Loc:
+    """LOC without the tags pydantic adds for a discriminated union (e.g. `check.reconstruction.box`
+    for the file's `check.box`): a part that is no key of the file, under a mapping that is."""
+    kept: Loc = ()
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        if isinstance(part, str) and kept in lines and kept + (part,) not in lines and not (last and keep_last):
+            continue
+        kept += (part,)
+    return kept
 
 
 def _nearest_line(loc: Loc, lines: Dict[Loc, int]) -> int:
@@ -123,14 +136,27 @@ def _path(loc: Iterable[Any]) -> str:
 def _model_at(model: Any, loc: Loc) -> type:
     """The pydantic model that validates the mapping at `loc` (for listing its valid keys)."""
     for part in loc:  # dict keys and list indices name no field: they keep the element's model
-        if part in model.model_fields:
+        if isinstance(model, tuple):  # a discriminated union: the tag in `loc` names the member
+            model = next((m for m in model if part in _tags(m)), model[-1])
+        elif part in model.model_fields:
             model = _unwrap(model.model_fields[part].annotation)
-    return model
+    return model[-1] if isinstance(model, tuple) else model
+
+
+def _tags(model: Any) -> tuple:
+    """The values of a union member's Literal fields (its discriminator tag among them)."""
+    return tuple(arg for field in model.model_fields.values() if typing.get_origin(field.annotation) is Literal
+                 for arg in typing.get_args(field.annotation))
 
 
 def _unwrap(annotation: Any) -> Any:
-    """Optional[X], List[X], Dict[str, X] -> X."""
+    """Optional[X], List[X], Dict[str, X] -> X; a union of models -> the tuple of its members."""
     while typing.get_origin(annotation) is not None:
+        if typing.get_origin(annotation) is Annotated:
+            annotation = typing.get_args(annotation)[0]
+            continue
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) > 1 and all(isinstance(a, type) and issubclass(a, BaseModel) for a in args):
+            return tuple(args)
         annotation = args[-1]
     return annotation
