@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from rich.table import Table
 
 from . import lint as linting
 from .catalogue import load_catalogue
-from .errors import BuildError, CryostackError, InputError
+from .errors import BuildError, CryostackError, InputError, run_hint
 from .files import write_text_atomically
 from .plan import PlannedImage, plan, write_rendered
 from .settings import BuildSettings
@@ -142,13 +143,13 @@ def _relative(path: Path) -> str:
 def base_image(project: Project, settings: BuildSettings, suite: str = "bookworm", force: bool = False) -> None:
     """Make the local Debian base image (debootstrap + docker import) unless it exists."""
     from .baseimage import make_base_image
-    from .engine.docker import DockerEngine
+    from .engine.base import connect
 
     ref = settings.base_image if suite == "bookworm" else f"local/debian:{suite}"
     build_dir = project.resolve(settings.build_dir)
     log = build_dir / "logs" / f"base-image-{suite}.log"
     console.print(f"base image {ref}: debootstrap {suite} (log: {_relative(log)}) ...", markup=False)
-    image_id = make_base_image(DockerEngine.connect(), ref, suite, build_dir, log, force=force)
+    image_id = make_base_image(connect(), ref, suite, build_dir, log, force=force)
     if image_id is None:
         console.print(f"base image {ref}: already present (use --force to make it again)", markup=False)
     else:
@@ -159,15 +160,15 @@ def build(project: Project, settings: BuildSettings, only: Optional[str] = None,
           keep_going: bool = False, dry_run: bool = False, everything: bool = False) -> None:
     """Build (and verify) what is out of date. `everything`: build-all, where entries that cannot
     be built here are reported but are not failures; with a selection they are failures."""
-    from .build import (FAILED, UNAVAILABLE, BuildRun, Outcome, decide, git_revision, run_builds,
-                        write_report)
-    from .engine.docker import DockerEngine
+    from . import record as records
+    from .build import FAILED, UNAVAILABLE, BuildRun, Outcome, decide, git_revision, run_builds
+    from .engine.base import connect
     from .sources import SourceMirror
 
     if jobs < 1:
         raise InputError(f"--jobs {jobs}: give a number of parallel builds of at least 1")
     images = planned_images(project, settings, only)
-    engine = DockerEngine.connect()
+    engine = connect()
     if not dry_run:
         _make_local_bases(project, settings, engine, images)
     decisions = decide(images, engine)
@@ -179,11 +180,17 @@ def build(project: Project, settings: BuildSettings, only: Optional[str] = None,
         return
     build_dir = project.resolve(settings.build_dir)
     progress = _Progress([d.image.target.key for d in decisions])
-    run = BuildRun(engine, SourceMirror(project.resolve(settings.source_mirror)), build_dir, build_dir / "logs",
-                   revision=git_revision(project.root), on_event=progress.update)
+    record, lock = records.read(build_dir), threading.Lock()
+
+    def keep(outcome: Outcome) -> None:  # each image's result is on disk as soon as it is known
+        with lock:
+            record.merge(outcome)
+            records.write(build_dir, record)
+
+    run = BuildRun(engine, SourceMirror(project.resolve(settings.source_mirror), settings.source_path), build_dir,
+                   build_dir / "logs", revision=git_revision(project.root), on_event=progress.update, on_outcome=keep)
     with progress:
         outcomes: List[Outcome] = run_builds(decisions, run, jobs=jobs, keep_going=keep_going)
-    write_report(build_dir / "report.json", outcomes)
     _summary(outcomes)
     failed = [o for o in outcomes if o.status == FAILED or (o.status == UNAVAILABLE and not everything)]
     if failed:
@@ -194,10 +201,8 @@ def build(project: Project, settings: BuildSettings, only: Optional[str] = None,
 def _make_local_bases(project: Project, settings: BuildSettings, engine, images: List[PlannedImage]) -> None:
     """The local Debian base images are ours to make: debootstrap any the selected images need."""
     from .baseimage import make_base_image
-    from .build import base_refs
-
     build_dir = project.resolve(settings.build_dir)
-    needed = {ref for image in images if not image.target.blocked for ref in base_refs(image.files["Dockerfile"])}
+    needed = {ref for image in images if not image.target.blocked for ref in image.contract.base_images}
     for ref in sorted(needed):
         if ref.startswith("local/debian:") and engine.image(ref) is None:
             suite = ref.split(":", 1)[1]
@@ -244,34 +249,38 @@ class _Progress:
 
 
 def _summary(outcomes) -> None:
-    table = Table("image", "status", "duration", "size", "reason", box=None)
+    """One line per image: key, status, duration, size and the reason (on one line; the log has the rest)."""
+    width = max([len(o.key) for o in outcomes] + [5])
+    console.print(f"{'image':<{width}}  {'status':<11}  {'time':>6}  {'size':>8}  reason", markup=False)
     for o in outcomes:
-        table.add_row(o.key, o.status, f"{o.seconds:.0f}s" if o.seconds else "",
-                      f"{o.size / 1e6:.0f} MB" if o.size else "", o.reason)
-    Console(highlight=False, width=max(console.width, 160)).print(table)
+        seconds = f"{o.seconds:.0f}s" if o.seconds else ""
+        size = f"{o.size / 1e6:.0f} MB" if o.size else ""
+        console.print(f"{o.key:<{width}}  {o.status:<11}  {seconds:>6}  {size:>8}  {' '.join(o.reason.split())}",
+                      markup=False, overflow="ignore", crop=False)
 
 
 def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -> None:
     """Convert built, verified images to SIF files under BUILD_DIR/sif/ and smoke-test each SIF."""
-    from .build import fingerprint_ref, update_report
+    from . import record as records
+    from .build import fingerprint_ref
     from .engine.apptainer import Apptainer
-    from .engine.docker import DockerEngine
+    from .engine.base import connect
     from .sources import sha256_of
     from .verify import smoke_problem
 
     images = planned_images(project, settings, only)
-    engine = DockerEngine.connect()
+    engine = connect()
     build_dir = project.resolve(settings.build_dir)
     apptainer = Apptainer(engine, project.recipes_dir / "tools" / "apptainer.Dockerfile",
                           build_dir / "logs" / "apptainer.log")
     ready = [image for image in images if engine.image(fingerprint_ref(image)) is not None]
     for image in images:
         if image not in ready and not image.target.blocked:
-            console.print(f"sif {image.target.key}: not built (run `invoke build --only {image.target.key}`)", markup=False)
+            console.print(f"sif {image.target.key}: not built (run {run_hint('build --only ' + image.target.key)})", markup=False)
     if not ready:
         raise BuildError("no built image to convert" + (f" in --only {only!r}" if only else ""))
     apptainer.ensure()
-    failures, updates = [], {}
+    failures, record = [], records.read(build_dir)
     for image in ready:
         key, fingerprint = image.target.key, image.fingerprint
         dest = build_dir / "sif" / image.target.family.family / image.target.version / image.target.variant_name / f"{fingerprint.short}.sif"
@@ -290,29 +299,38 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
             console.print(f"sif {key}: failed: {exc}", markup=False)
             continue
         seconds = round(time.monotonic() - started, 1)
-        updates[key] = {"sif": str(dest), "sif_sha256": sha256_of(dest), "sif_size": dest.stat().st_size,
-                        "sif_seconds": seconds}
+        entry = record.get(key, fingerprint.digest)
+        if entry is not None:
+            entry.sif = records.SifRecord(path=str(dest), sha256=sha256_of(dest), size=dest.stat().st_size,
+                                          seconds=seconds)
+            records.write(build_dir, record)
         console.print(f"sif {key}: {_relative(dest)} ({dest.stat().st_size / 1e6:.0f} MB, {seconds:.0f}s, smoke test passed)",
                       markup=False)
-    update_report(build_dir / "report.json", updates)
     if failures:
         raise BuildError(f"{len(failures)} SIF conversion(s) failed: {'; '.join(failures)}")
 
 
-def bench(project: Project, settings: BuildSettings) -> None:
+def bench(project: Project, settings: BuildSettings, matrix: Optional[str] = None) -> None:
     """Measure the speed and size targets on this machine; print values and ratios."""
     from . import bench as measures
-    from .build import read_report
-    from .engine.docker import DockerEngine
+    from . import record as records
+    from .engine.base import connect
+    from .sources import SourceMirror
 
-    engine = DockerEngine.connect()
+    engine = connect()
     build_dir = project.resolve(settings.build_dir)
     images = planned_images(project, settings, None)
     rows = [measures.noop_build(project.root, settings, engine), measures.rebuilds_after_touch(project.root, settings)]
+    if matrix:
+        mirror = SourceMirror(project.resolve(settings.source_mirror), settings.source_path)
+        with tempfile.TemporaryDirectory(prefix="cryostack-bench-") as work:
+            rows += measures.matrix_cost(project.root, settings, engine, mirror, matrix, Path(work))
+    else:
+        rows.append(measures.missing("matrix cost", "give --matrix FAMILY[/VERSION] (builds two variants and an edit)"))
     rows += measures.stage_sizes(images, engine, build_dir) or [
-        measures.missing("RELION runtime / build stage", "no RELION image built yet: invoke build --only relion/3.1.3/gcc-cpu")]
-    rows += measures.sif_conversion(read_report(build_dir / "report.json")) or [
-        measures.missing("SIF conversion", "no SIF yet: invoke sif")]
+        measures.missing("RELION runtime / build stage", f"no RELION image built yet: {run_hint('build --only relion')}")]
+    rows += measures.sif_conversion(records.read(build_dir)) or [
+        measures.missing("SIF conversion", f"no SIF yet: {run_hint('sif')}")]
     table = Table("measure", "value", "ratio", "what the ratio means", box=None)
     for row in rows:
         table.add_row(row.name, row.value, row.ratio, row.meaning)
@@ -332,39 +350,39 @@ def _mode(text: str, option: str) -> int:
 def publish(project: Project, settings: BuildSettings, efs_root: Optional[str], only: Optional[str] = None,
             group: Optional[str] = None, file_mode: str = "0444", dir_mode: str = "0755") -> None:
     """Copy verified SIF files into the EFS tree and switch current.sif and manifest.json to them."""
-    from .build import BUILT, UP_TO_DATE, read_report
+    from . import record as records
     from .publish import manifest as manifests
     from .publish.efs import EfsTree
 
     if not efs_root:
         raise InputError("--efs-root: give the directory of the shared image store (e.g. /efs/cryostack)")
     tree = EfsTree(Path(efs_root), _mode(file_mode, "--file-mode"), _mode(dir_mode, "--dir-mode"), group)
-    report = read_report(project.resolve(settings.build_dir) / "report.json")
+    record = records.read(project.resolve(settings.build_dir))
     ready, not_ready = [], []
     for image in planned_images(project, settings, only):
-        built = report.get(image.target.key, {})
-        if built.get("fingerprint") != image.fingerprint.digest or built.get("status") not in (BUILT, UP_TO_DATE):
-            not_ready.append(f"{image.target.key} (not built: invoke build)")
-        elif not built.get("sif") or not Path(built["sif"]).exists():
-            not_ready.append(f"{image.target.key} (no SIF: invoke sif)")
+        built = record.get(image.target.key, image.fingerprint.digest)
+        if built is None or not built.verified:
+            not_ready.append(f"{image.target.key} (not built: {run_hint('build')})")
+        elif built.sif is None or not Path(built.sif.path).exists():
+            not_ready.append(f"{image.target.key} (no SIF: {run_hint('sif')})")
         else:
             ready.append((image, built))
     if only and not_ready:  # an explicit selection is all or nothing
         raise InputError(f"--only {only!r}: cannot publish {', '.join(not_ready)}; nothing was published")
     if not ready:
-        raise BuildError("nothing to publish: no image has a verified SIF (invoke build-all, then invoke sif)")
+        raise BuildError(f"nothing to publish: no image has a verified SIF ({run_hint('build-all')}, then {run_hint('sif')})")
     failures, entries, copied = [], {}, 0
     with _waiting_for_lock(tree):
         manifest = tree.read_manifest()
         for image, built in ready:
             key = image.target.key
             try:
-                sif, size = tree.install_sif(Path(built["sif"]), manifests.sif_relpath(image), built.get("sif_sha256"))
+                sif, size = tree.install_sif(Path(built.sif.path), manifests.sif_relpath(image), built.sif.sha256)
             except CryostackError as exc:
                 failures.append(f"{key}: {exc}")
                 continue
             copied += size
-            entries[key] = manifests.entry_for(image, built, sif)
+            entries[key] = manifests.entry_for(image, built.model_dump(), sif)
             state = f"copied {size / 1e6:.0f} MB" if size else "unchanged, 0 bytes copied"
             console.print(f"published {key:<30} {sif['path']} ({state})", markup=False)
         tree.switch_to(manifest, entries)
@@ -404,8 +422,9 @@ def push(project: Project, settings: BuildSettings, registry_url: Optional[str] 
          public: bool = False, username: Optional[str] = None, password_env: str = "CRYOSTACK_REGISTRY_PASSWORD",
          ecr: bool = False, region: Optional[str] = None, profile: Optional[str] = None) -> None:
     """Push built, verified images to ECR or any OCI registry and record their digests."""
-    from .build import fingerprint_ref, update_report
-    from .engine.docker import DockerEngine
+    from . import record as records
+    from .build import fingerprint_ref
+    from .engine.base import connect
     from .publish.push import check_selection, licence_refusals, push_all
     from .publish.registry import Registry
 
@@ -413,14 +432,14 @@ def push(project: Project, settings: BuildSettings, registry_url: Optional[str] 
         raise InputError("--registry: give host[:port] of an OCI registry, or --ecr for Amazon ECR")
     build_dir = project.resolve(settings.build_dir)
     images = planned_images(project, settings, only)
-    engine = DockerEngine.connect()
+    engine = connect()
     # Only verified images carry their fingerprint tag (a failed one is re-tagged -failed).
     ready = [i for i in images if engine.image(fingerprint_ref(i))]
     if only and len(ready) < len(images):
         missing = ", ".join(i.target.key for i in images if i not in ready)
-        raise InputError(f"--only {only!r}: not built: {missing} (invoke build); nothing was pushed")
+        raise InputError(f"--only {only!r}: not built: {missing} ({run_hint('build')}); nothing was pushed")
     if not ready:
-        raise BuildError("nothing to push: no built image (invoke build-all)")
+        raise BuildError(f"nothing to push: no built image ({run_hint('build-all')})")
     ecr_api = None
     if ecr:
         from .publish.ecr import Ecr
@@ -444,7 +463,12 @@ def push(project: Project, settings: BuildSettings, registry_url: Optional[str] 
     for key, oci in results.items():
         state = "pushed" if oci["pushed"] else "already in the registry"
         console.print(f"{key:<32} {oci['references'][0]} {oci['digest']} ({state})", markup=False)
-    update_report(build_dir / "report.json", {key: {"oci": oci} for key, oci in results.items()})
+    record = records.read(build_dir)
+    for image in allowed:
+        entry = record.get(image.target.key, image.fingerprint.digest)
+        if entry is not None and image.target.key in results:
+            entry.oci = records.OciRecord.model_validate(results[image.target.key])
+    records.write(build_dir, record)
     if failures:
         raise BuildError(f"{len(failures)} push(es) failed: {'; '.join(failures)}")
 
@@ -479,12 +503,12 @@ def pull(efs_root: Optional[str], manifest_source: Optional[str], only: Optional
 def _registry_obtainer(registry_url: str, username: Optional[str], password_env: str, root: Optional[Path], scratch: Path):
     """obtain() for registry pulls: the image by digest, converted to a SIF on this machine."""
     from .engine.apptainer import Apptainer
-    from .engine.docker import DockerEngine
+    from .engine.base import connect
     from .publish.registry import Registry
 
     registry = Registry(registry_url, username, os.environ.get(password_env) if username else None)
     auth = {"username": registry.username, "password": registry.password or ""} if registry.username else None
-    engine = DockerEngine.connect()
+    engine = connect()
     tool = (Path(root) if root else Path(os.environ.get("CRYOSTACK_ROOT") or Path.cwd())) / "recipes" / "tools" / "apptainer.Dockerfile"
     scratch.mkdir(parents=True, exist_ok=True)
     apptainer = Apptainer(engine, tool, scratch / ".apptainer.log")

@@ -86,6 +86,7 @@ class PlannedImage:
     files: Dict[str, str] = field(repr=False)
     build_args: Dict[str, object] = field(repr=False)
     fingerprint: Fingerprint
+    contract: recipes.RecipeContract = field(repr=False)
     patches: Tuple[Path, ...] = ()  # checked against their pins, in the order applied
 
     def summary(self) -> Dict[str, object]:
@@ -207,13 +208,15 @@ def plan(
             recipe_template=f"{target.family.recipe_dir}/recipe.j2",
             recipe_dir=target.family.recipe_dir,
             catalogue_file=str(target.catalogue_file),
+            cache_namespace=settings.cache_namespace,
         )
         files = recipes.render_files(env, context)
+        contract = recipes.recipe_contract(env, context)
         patch_files = _checked_patches(target, catalogue, recipes_dir, files["build.sh"])
         # The base images a recipe uses are in its rendered FROM lines; hashing the whole table
         # would rebuild images that do not use the one that changed.
         inputs = {k: v for k, v in args.items() if k != "images"}
-        planned.append(PlannedImage(target, files, args, Fingerprint.of(files, inputs), patch_files))
+        planned.append(PlannedImage(target, files, args, Fingerprint.of(files, inputs), contract, patch_files))
     return planned
 
 

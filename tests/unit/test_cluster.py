@@ -23,7 +23,7 @@ EXAMPLE = ROOT / "cluster-configs" / "site.example.yaml"
 
 def config_of(site_file: Path, tmp_path: Path) -> dict:
     out = tmp_path / "cluster.yaml"
-    result = cryostack("cluster-config", "--site", str(site_file), "--output", str(out))
+    result = cryostack("cluster.config", "--site", str(site_file), "--output", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     return yaml.safe_load(out.read_text())
 
@@ -88,7 +88,7 @@ def test_broken_site_files_give_one_line_errors_with_file_and_line(tmp_path, old
     site = tmp_path / "site.yaml"
     site.write_text(text.replace(old, new, 1))
     out = tmp_path / "cluster.yaml"
-    result = cryostack("cluster-config", "--site", str(site), "--output", str(out))
+    result = cryostack("cluster.config", "--site", str(site), "--output", str(out))
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert f"{site}:" in result.stderr and message in result.stderr
@@ -98,7 +98,7 @@ def test_broken_site_files_give_one_line_errors_with_file_and_line(tmp_path, old
 def test_bad_yaml_in_a_site_file_names_its_line(tmp_path):
     site = tmp_path / "site.yaml"
     site.write_text(EXAMPLE.read_text().replace("region: eu-west-1", "region: [eu-west-1", 1))
-    result = cryostack("cluster-config", "--site", str(site))
+    result = cryostack("cluster.config", "--site", str(site))
     # The parser notices the unclosed list on the line after it.
     assert result.returncode == 2 and f"{site}:{line_of(EXAMPLE, 'region: eu-west-1') + 1}: invalid YAML" in result.stderr
 
@@ -106,7 +106,7 @@ def test_bad_yaml_in_a_site_file_names_its_line(tmp_path):
 def test_what_only_parallelcluster_rejects_is_shown_as_its_message(tmp_path):
     """The site model does not check subnet ids; ParallelCluster's schema does, and says so."""
     site = write_site(tmp_path / "site.yaml", compute_subnets=["private-a"])
-    result = cryostack("cluster-config", "--site", str(site))
+    result = cryostack("cluster.config", "--site", str(site))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{site}: ParallelCluster rejects the generated configuration: " in result.stderr
     assert "SubnetIds" in result.stderr
@@ -133,7 +133,7 @@ def site_tree(manifest, tmp_path_factory):
     """Wrappers for the example site, and a stand-in `apptainer` that prints its arguments (hex, a line each)."""
     work = tmp_path_factory.mktemp("site")
     prefix = work / "prefix"
-    result = cryostack("cluster-wrappers", "--site", str(EXAMPLE), "--manifest", str(manifest), "--prefix", str(prefix))
+    result = cryostack("cluster.wrappers", "--site", str(EXAMPLE), "--manifest", str(manifest), "--prefix", str(prefix))
     assert result.returncode == 0, result.stdout + result.stderr
     runtime = work / "runtime"
     runtime.mkdir()
@@ -251,17 +251,17 @@ def test_presets_from_gotocloud_become_relion_defaults(site_tree):
 def test_a_site_overrides_a_preset_and_unknown_presets_are_refused(manifest, tmp_path):
     site = write_site(tmp_path / "site.yaml", presets={"polish": {"mpi_per_node": 8}})
     prefix = tmp_path / "prefix"
-    result = cryostack("cluster-wrappers", "--site", str(site), "--manifest", str(manifest), "--prefix", str(prefix))
+    result = cryostack("cluster.wrappers", "--site", str(site), "--manifest", str(manifest), "--prefix", str(prefix))
     assert result.returncode == 0, result.stderr
     assert 'setenv("RELION_QSUB_NRMPI", "32")' in (prefix / "modules" / "cryostack" / "relion-polish.lua").read_text()
 
     site = write_site(tmp_path / "site.yaml", presets={"polishing": {"nodes": 2}})
-    result = cryostack("cluster-wrappers", "--site", str(site), "--manifest", str(manifest), "--prefix", str(prefix))
+    result = cryostack("cluster.wrappers", "--site", str(site), "--manifest", str(manifest), "--prefix", str(prefix))
     assert result.returncode == 2 and "unknown preset(s) ['polishing']" in result.stderr
 
 
 def test_a_missing_manifest_is_a_clear_error(tmp_path):
-    result = cryostack("cluster-wrappers", "--site", str(EXAMPLE), "--manifest", str(tmp_path / "nope.json"),
+    result = cryostack("cluster.wrappers", "--site", str(EXAMPLE), "--manifest", str(tmp_path / "nope.json"),
                        "--prefix", str(tmp_path / "prefix"))
     assert result.returncode == 2 and "cannot read the published manifest" in result.stderr
     assert not (tmp_path / "prefix").exists()

@@ -45,7 +45,7 @@ def entry_for(image: PlannedImage, built: dict, sif: dict) -> dict:
         "cuda_arch": v.cuda_arch,
         "toolchain": v.toolchain,
         "commands": [{"name": c.name, "mpi": c.mpi} for c in t.family.commands],
-        "prefix": labels.get("io.cryostack.prefix", ""),
+        "prefix": image.contract.prefix,
         "smoke": dict(image.build_args["smoke"]),
         "licence": {"name": t.family.licence.name, "redistributable": t.family.licence.redistributable},
         "fingerprint": image.fingerprint.digest,
