@@ -331,10 +331,8 @@ def bench(project: Project, settings: BuildSettings, matrix: Optional[str] = Non
         measures.missing("RELION runtime / build stage", f"no RELION image built yet: {run_hint('build --only relion')}")]
     rows += measures.sif_conversion(records.read(build_dir)) or [
         measures.missing("SIF conversion", f"no SIF yet: {run_hint('sif')}")]
-    table = Table("measure", "value", "ratio", "what the ratio means", box=None)
-    for row in rows:
-        table.add_row(row.name, row.value, row.ratio, row.meaning)
-    Console(highlight=False, width=max(console.width, 150)).print(table)
+    for row in rows:  # one line each: logs and terminals alike keep a measure whole
+        console.print(f"{row.name}: {row.value}; {row.ratio} ({row.meaning})", markup=False, crop=False)
 
 
 def _mode(text: str, option: str) -> int:

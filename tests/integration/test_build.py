@@ -180,8 +180,9 @@ def test_bench_measures_the_matrix_cost_side_by_side(tmp_path, base_image):
               lambda data: data["variants"].update({"gcc-cpu-o3": dict(data["variants"]["gcc-cpu"], cpu_flags="-O3")}))
     result = cryostack("--root", str(root), "bench", "--matrix", "hello")
     assert result.returncode == 0, result.stdout + result.stderr
-    text = " ".join(result.stdout.split())
-    assert re.search(r"second variant: hello/1\.0/gcc-cpu-o3 after hello/1\.0/gcc-cpu \d+ s vs \d+ s cold "
-                     r"\d+\.\d\dx the cold build", text), text
-    assert re.search(r"one-line recipe edit of hello/1\.0/gcc-cpu \d+ s vs \d+ s cold \d+\.\d\dx the cold build", text)
+    text = result.stdout
+    assert re.search(r"^second variant: hello/1\.0/gcc-cpu-o3 after hello/1\.0/gcc-cpu: \d+ s vs \d+ s cold; "
+                     r"\d+\.\d\dx the cold build", text, re.MULTILINE), text
+    assert re.search(r"^one-line recipe edit of hello/1\.0/gcc-cpu: \d+ s vs \d+ s cold; \d+\.\d\dx the cold build",
+                     text, re.MULTILINE), text
     assert not [tag for tag in connect().images("cryostack-bench/hello")], "bench leaves no image behind"
