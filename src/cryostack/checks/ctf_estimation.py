@@ -7,7 +7,7 @@ mode for a single (non-movie) image without expert options.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import mrcfile
 
@@ -86,7 +86,6 @@ def judge(spec: CtfEstimationCheck, workdir: Path, exit_code: int, output: str) 
         return CheckResult(spec.kind, False, f"ctffind {exit_status(exit_code)}: {last_line(output)}",
                            {"exit_code": float(exit_code)})
     results = workdir / RESULTS
-    found: Optional[Astigmatism] = None
     try:
         found = Astigmatism(*read_results(results))
     except (OSError, ValueError) as exc:

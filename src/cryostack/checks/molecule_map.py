@@ -9,7 +9,6 @@ sqrt(Rg_atoms^2 + 3 sigma^2) with molmap's sigma = resolution / (pi * sqrt(2)).
 from __future__ import annotations
 
 import math
-import re
 import struct
 import zlib
 from pathlib import Path
@@ -26,7 +25,8 @@ MARK = "cryostack-check"
 # molmap's default sigmaFactor: the Gaussian width per Å of resolution.
 SIGMA_FACTOR = 1.0 / (math.pi * math.sqrt(2.0))
 
-# Chimera 1.x runs Python 2.7 scripts; this one prints what it measured on lines marked MARK.
+# Chimera 1.x runs Python 2.7 scripts (this one is also valid Python 3, so tests can compile it);
+# it prints what it measured on lines marked MARK.
 CHIMERA_SCRIPT = '''\
 # Run by Chimera (Python 2.7) for cryostack's functional check:
 #   chimera --nogui --offscreen --silent --script "molecule_map.py MODEL IMAGE WIDTH HEIGHT RESOLUTION"
@@ -37,7 +37,7 @@ from chimera import runCommand
 
 model, image, width, height, resolution = sys.argv[1:6]
 molecule = chimera.openModels.open(model, type="PDB")[0]
-print "MARK atoms %d" % len(molecule.atoms)
+print("MARK atoms %d" % len(molecule.atoms))
 runCommand("molmap #%d %s gridSpacing 1" % (molecule.id, resolution))
 from VolumeViewer import volume_list
 volume = volume_list()[-1]
@@ -48,10 +48,10 @@ x, y, z = origin[0] + step[0] * i, origin[1] + step[1] * j, origin[2] + step[2] 
 total = values.sum()
 centre = [(values * axis).sum() / total for axis in (x, y, z)]
 spread = (values * ((x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2)).sum() / total
-print "MARK centroid %.4f %.4f %.4f" % tuple(centre)
-print "MARK gyration %.4f" % spread ** 0.5
+print("MARK centroid %.4f %.4f %.4f" % tuple(centre))
+print("MARK gyration %.4f" % spread ** 0.5)
 runCommand("copy file %s png width %s height %s supersample 1" % (image, width, height))
-print "MARK image %s" % image
+print("MARK image %s" % image)
 '''.replace("MARK", MARK)
 
 
@@ -152,6 +152,14 @@ def _unfilter(raw: np.ndarray, bpp: int) -> np.ndarray:
     return rows.astype(np.uint8)
 
 
+def expected_map(atoms: np.ndarray, resolution: float) -> Tuple[np.ndarray, float]:
+    """Centroid and radius of gyration of molmap's map of equal atoms: each atom a Gaussian of
+    sigma = SIGMA_FACTOR x resolution, so the variances add (3 sigma^2 over three axes)."""
+    centroid = atoms.mean(axis=0)
+    sigma = SIGMA_FACTOR * resolution
+    return centroid, math.sqrt(((atoms - centroid) ** 2).sum(axis=1).mean() + 3 * sigma * sigma)
+
+
 def judge(spec: MoleculeMapCheck, workdir: Path, exit_code: int, output: str) -> CheckResult:
     """Atom count exact, map centroid and radius of gyration within tolerance, and an image of the
     requested size in which the molecule covers part of the background."""
@@ -162,9 +170,7 @@ def judge(spec: MoleculeMapCheck, workdir: Path, exit_code: int, output: str) ->
     if missing:
         return CheckResult(spec.kind, False, f"chimera reported no {', '.join(missing)}: {last_line(output)}")
     atoms = read_pdb(workdir / MODEL)
-    centroid = atoms.mean(axis=0)
-    sigma = SIGMA_FACTOR * spec.resolution
-    gyration = math.sqrt(((atoms - centroid) ** 2).sum(axis=1).mean() + 3 * sigma * sigma)
+    centroid, gyration = expected_map(atoms, spec.resolution)
     read_atoms = int(values["atoms"][0])
     position_error = float(np.linalg.norm(np.array([float(v) for v in values["centroid"][:3]]) - centroid))
     size_error = abs(float(values["gyration"][0]) - gyration)
@@ -195,10 +201,3 @@ def judge(spec: MoleculeMapCheck, workdir: Path, exit_code: int, output: str) ->
         "image_coverage": round(coverage, 4),
     })
 
-
-def truth(workdir: Path, resolution: float) -> Tuple[np.ndarray, float]:
-    """The centroid and map radius of gyration that the model in WORKDIR must give (for stand-ins)."""
-    atoms = read_pdb(workdir / MODEL)
-    centroid = atoms.mean(axis=0)
-    sigma = SIGMA_FACTOR * resolution
-    return centroid, math.sqrt(((atoms - centroid) ** 2).sum(axis=1).mean() + 3 * sigma * sigma)

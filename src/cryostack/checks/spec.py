@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..values import Line
 
@@ -31,18 +31,26 @@ class ReconstructionCheck(_Check):
     resolution: float = Field(description="FSC against the truth must stay >= 0.5 out to this resolution (Å)")
     seed: int = Field(1, ge=0, description="makes the density and the angles the same every run")
 
-    @model_validator(mode="after")
-    def _resolvable(self) -> "ReconstructionCheck":
-        if self.box % 2:
-            raise ValueError(f"box {self.box} must be even (RELION's Fourier conventions)")
-        nyquist = 2.0 * self.pixel_size
-        if self.resolution < nyquist:
-            raise ValueError(f"resolution {self.resolution} Å is finer than Nyquist ({nyquist:g} Å at "
-                             f"{self.pixel_size:g} Å/px): give {nyquist:g} Å or more")
-        if self.resolution > self.box * self.pixel_size / 2:
-            raise ValueError(f"resolution {self.resolution} Å is coarser than the box's second Fourier shell "
-                             f"({self.box * self.pixel_size / 2:g} Å): the check would measure nothing")
-        return self
+    @field_validator("box")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError(f"box {value} must be even (RELION's Fourier conventions)")
+        return value
+
+    @field_validator("resolution")
+    @classmethod
+    def _resolvable(cls, value: float, info: ValidationInfo) -> float:
+        pixel_size, box = info.data.get("pixel_size"), info.data.get("box")
+        if pixel_size is None or box is None:
+            return value
+        if value < 2.0 * pixel_size:
+            raise ValueError(f"resolution {value:g} Å is finer than Nyquist ({2 * pixel_size:g} Å at "
+                             f"{pixel_size:g} Å/px): give {2 * pixel_size:g} Å or more")
+        if value > box * pixel_size / 2:
+            raise ValueError(f"resolution {value:g} Å is coarser than the box's second Fourier shell "
+                             f"({box * pixel_size / 2:g} Å): the check would measure nothing")
+        return value
 
 
 class CtfEstimationCheck(_Check):
@@ -54,36 +62,55 @@ class CtfEstimationCheck(_Check):
     voltage: float = Field(300.0, ge=60.0, le=1000.0, description="acceleration voltage, kV")
     spherical_aberration: float = Field(2.7, ge=0.0, le=10.0, description="Cs, mm")
     amplitude_contrast: float = Field(0.07, ge=0.0, lt=1.0)
+    # CTFFIND's search: the amplitude spectrum size, the resolution range fitted, the defocus range
+    spectrum_box: int = Field(512, ge=128, le=2048, description="CTFFIND's amplitude spectrum size")
+    min_resolution: float = Field(30.0, gt=0.0, description="lowest resolution CTFFIND fits, Å")
+    max_resolution: float = Field(5.0, gt=0.0, description="highest resolution CTFFIND fits, Å")
+    min_defocus: float = Field(5000.0, ge=0.0, description="CTFFIND's defocus search range, Å")
+    max_defocus: float = Field(50000.0, gt=0.0)
+    defocus_step: float = Field(100.0, ge=1.0)
+    # the truth, and how close CTFFIND must come to it
     defocus_1: float = Field(description="defocus along the first axis, Å (positive: underfocus)")
     defocus_2: float = Field(description="defocus along the second axis, Å")
     angle: float = Field(description="azimuth of the first axis, degrees from x")
     defocus_tolerance: float = Field(gt=0.0, description="largest error allowed on each defocus, Å")
     angle_tolerance: float = Field(gt=0.0, le=45.0, description="largest error allowed on the angle, degrees")
-    spectrum_box: int = Field(512, ge=128, le=2048, description="CTFFIND's amplitude spectrum size")
-    min_resolution: float = Field(30.0, description="lowest resolution CTFFIND fits, Å")
-    max_resolution: float = Field(5.0, description="highest resolution CTFFIND fits, Å")
-    min_defocus: float = Field(5000.0, ge=0.0, description="CTFFIND's defocus search range, Å")
-    max_defocus: float = Field(50000.0)
-    defocus_step: float = Field(100.0, ge=1.0)
     seed: int = Field(1, ge=0)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "CtfEstimationCheck":
-        for name in ("defocus_1", "defocus_2"):
-            value = getattr(self, name)
-            if not self.min_defocus < value < self.max_defocus:
-                raise ValueError(f"{name} {value:g} Å lies outside the search range "
-                                 f"{self.min_defocus:g}..{self.max_defocus:g} Å")
-        if abs(self.defocus_1 - self.defocus_2) < 2 * self.defocus_tolerance:
-            raise ValueError("the astigmatism (defocus_1 - defocus_2) must exceed twice defocus_tolerance, "
-                             "or the angle is not measurable")
-        if not self.max_resolution < self.min_resolution:
-            raise ValueError("max_resolution must be finer (smaller, in Å) than min_resolution")
-        if self.max_resolution < 2 * self.pixel_size:
-            raise ValueError(f"max_resolution {self.max_resolution:g} Å is beyond Nyquist ({2 * self.pixel_size:g} Å)")
-        if self.spectrum_box > self.size:
-            raise ValueError(f"spectrum_box {self.spectrum_box} is larger than the micrograph ({self.size})")
-        return self
+    @field_validator("spectrum_box")
+    @classmethod
+    def _fits(cls, value: int, info: ValidationInfo) -> int:
+        size = info.data.get("size")
+        if size is not None and value > size:
+            raise ValueError(f"spectrum_box {value} is larger than the micrograph ({size})")
+        return value
+
+    @field_validator("max_resolution")
+    @classmethod
+    def _finer(cls, value: float, info: ValidationInfo) -> float:
+        lowest, pixel_size = info.data.get("min_resolution"), info.data.get("pixel_size")
+        if lowest is not None and not value < lowest:
+            raise ValueError(f"max_resolution {value:g} Å must be finer (smaller) than min_resolution {lowest:g} Å")
+        if pixel_size is not None and value < 2 * pixel_size:
+            raise ValueError(f"max_resolution {value:g} Å is beyond Nyquist ({2 * pixel_size:g} Å)")
+        return value
+
+    @field_validator("defocus_1", "defocus_2")
+    @classmethod
+    def _searched(cls, value: float, info: ValidationInfo) -> float:
+        low, high = info.data.get("min_defocus"), info.data.get("max_defocus")
+        if low is not None and high is not None and not low < value < high:
+            raise ValueError(f"{value:g} Å lies outside CTFFIND's search range {low:g}..{high:g} Å")
+        return value
+
+    @field_validator("defocus_tolerance")
+    @classmethod
+    def _measurable(cls, value: float, info: ValidationInfo) -> float:
+        first, second = info.data.get("defocus_1"), info.data.get("defocus_2")
+        if first is not None and second is not None and abs(first - second) < 2 * value:
+            raise ValueError(f"the astigmatism (defocus_1 - defocus_2 = {abs(first - second):g} Å) must exceed "
+                             f"twice defocus_tolerance ({2 * value:g} Å), or the angle is not measurable")
+        return value
 
 
 class MoleculeMapCheck(_Check):
