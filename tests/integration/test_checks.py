@@ -72,12 +72,17 @@ def record(root: Path) -> dict:
     return json.loads((root / "build" / "record.json").read_text())["images"]
 
 
-@pytest.fixture(scope="module")
-def chimera_project(tmp_path_factory, engine, base_image):
-    root = make_project(tmp_path_factory.mktemp("chimera"), "chimera")
-    yield root
-    for tag in ("cryostack/chimera:1.17.3-cpu", "cryostack/chimera:1.17.3-cpu-failed"):
+def forget_chimera_images(engine) -> None:
+    """No licensed Chimera can be built on a test machine, so every cryostack/chimera tag is a stand-in's."""
+    for tag in engine.images("cryostack/chimera"):
         engine.untag(tag)
+
+
+@pytest.fixture
+def chimera_project(tmp_path, engine, base_image):
+    forget_chimera_images(engine)
+    yield make_project(tmp_path, "chimera")
+    forget_chimera_images(engine)
 
 
 def test_chimera_from_placed_installer_to_verified_image(chimera_project, engine):
@@ -103,34 +108,21 @@ def test_chimera_from_placed_installer_to_verified_image(chimera_project, engine
     assert checked.passed and checked.measures["atoms"] == 60 and checked.measures["centroid_error"] < 0.01
 
 
-def test_an_installer_changed_after_pinning_is_refused(chimera_project):
+def test_a_chimera_that_computes_a_wrong_answer_is_refused(chimera_project, engine):
     root = chimera_project
-    installer = root / ".cache" / "sources" / INSTALLER
-    original = installer.read_bytes()
-    try:
-        chimera_installer(installer, offset=0.001)
-        result = cryostack("--root", str(root), "build", "--only", "chimera")
-    finally:
-        installer.write_bytes(original)
-    assert result.returncode == 1
-    assert "sha256 mismatch" in record(root)["chimera/1.17.3/cpu"]["reason"]
-
-
-def test_a_chimera_that_computes_a_wrong_answer_is_refused(tmp_path, engine, base_image):
-    root = make_project(tmp_path, "chimera")
     pin(root / "images" / "chimera.yaml", chimera_installer(root / ".cache" / "sources" / INSTALLER, offset=2.0))
-    # Another fingerprint than the good stand-in's image: nothing is reused.
-    edit_yaml(root / "images" / "chimera.yaml", lambda d: d["variants"]["cpu"].update(description="wrong answers"))
-    try:
-        result = cryostack("--root", str(root), "build", "--only", "chimera")
-        entry = record(root)["chimera/1.17.3/cpu"]
-        assert result.returncode == 1, result.stdout
-        assert entry["status"] == "failed"
-        assert "check molecule-map failed: molmap of 60 atoms at 6 Å: centroid off by 2.00 Å (allowed 0.5)" in entry["reason"]
-        assert engine.image(entry["image"]) is None  # not counted as built: nothing to convert or publish
-        assert engine.image("cryostack/chimera:1.17.3-cpu-failed") is not None
-    finally:
-        engine.untag("cryostack/chimera:1.17.3-cpu-failed")
+    result = cryostack("--root", str(root), "build", "--only", "chimera")
+    entry = record(root)["chimera/1.17.3/cpu"]
+    assert result.returncode == 1, result.stdout
+    assert entry["status"] == "failed"
+    assert "check molecule-map failed: molmap of 60 atoms at 6 Å: centroid off by 2.00 Å (allowed 0.5)" in entry["reason"]
+    # Not counted as built: no fingerprint or readable tag (nothing to convert or publish), only -failed.
+    assert engine.image(entry["image"]) is None and engine.image("cryostack/chimera:1.17.3-cpu") is None
+    assert engine.image("cryostack/chimera:1.17.3-cpu-failed") is not None
+    efs = root / "efs"
+    published = cryostack("--root", str(root), "publish", "--only", "chimera", "--efs-root", str(efs))
+    assert published.returncode != 0 and "cannot publish chimera/1.17.3/cpu (not built" in published.stderr, published.stderr
+    assert not (efs / "manifest.json").exists()
 
 
 # --- CTFFIND: its patch is the fix, its check the regression test ------------------------------
