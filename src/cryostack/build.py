@@ -189,19 +189,22 @@ def prepare_context(image: PlannedImage, mirror: SourceMirror, build_dir: Path) 
     target = image.target
     source = mirror.ensure(target.spec.source, f"{target.catalogue_file}: versions[{target.version!r}].source")
     context = write_rendered([image], build_dir)[0]
-    _stage_source(source, context / "sources")
+    _stage_source(source, context / "sources", image.patches)
     return context
 
 
-def _stage_source(source: Path, dest: Path) -> None:
-    """Put the verified source into the build context (a hard link where the file system allows)."""
+def _stage_source(source: Path, dest: Path, patches=()) -> None:
+    """Put the verified source into the build context, and its patches (checked by plan) in
+    patches/ beside it: a hard link where the file system allows, else a copy."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    try:
-        os.link(source, dest / source.name)
-    except OSError:
-        shutil.copy2(source, dest / source.name)
+    for path, into in [(source, dest)] + [(patch, dest / "patches") for patch in patches]:
+        into.mkdir(exist_ok=True)
+        try:
+            os.link(path, into / path.name)
+        except OSError:
+            shutil.copy2(path, into / path.name)
 
 
 def _record_image(engine: Engine, image: PlannedImage, outcome: Outcome) -> None:

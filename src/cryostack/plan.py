@@ -7,8 +7,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
+from . import patches as patching
 from . import recipes
 from .catalogue import Catalogue
 from .errors import InputError
@@ -86,6 +87,7 @@ class PlannedImage:
     build_args: Dict[str, object] = field(repr=False)
     fingerprint: Fingerprint
     contract: recipes.RecipeContract = field(repr=False)
+    patches: Tuple[Path, ...] = ()  # checked against their pins, in the order applied
 
     def summary(self) -> Dict[str, object]:
         """What `invoke matrix --json` prints for this entry (also what CI shards on)."""
@@ -155,6 +157,9 @@ def build_args(target: Target, settings: BuildSettings) -> Dict[str, object]:
     """The parameters a recipe is rendered with: the catalogue entry plus the site's base images."""
     family, variant, source = target.family, target.variant, target.spec.source
     weights = target.spec.model_weights
+    pinned: Dict[str, object] = {"file": source.file, "sha256": source.sha256 or "unpinned"}
+    if target.spec.patches:  # only then: the fingerprints of unpatched versions stay as they were
+        pinned["patches"] = [{"file": p.file, "sha256": p.sha256} for p in target.spec.patches]
     return {
         "family": family.family,
         "version": target.version,
@@ -164,7 +169,7 @@ def build_args(target: Target, settings: BuildSettings) -> Dict[str, object]:
         "cuda_arch": variant.cuda_arch,
         "cpu_flags": variant.cpu_flags,
         "targets": list(variant.targets),
-        "source": {"file": source.file, "sha256": source.sha256 or "unpinned"},
+        "source": pinned,
         "commands": [c.name for c in family.commands],
         "smoke": {"command": family.smoke.command, "expect": family.smoke.expect.replace("{version}", target.version)},
         "model_weights": weights.model_dump() if weights else None,
@@ -193,6 +198,8 @@ def static_labels(target: Target) -> Dict[str, str]:
     }
     if variant.cuda_arch is not None:
         labels["io.cryostack.cuda-arch"] = str(variant.cuda_arch)
+    if target.spec.patches:
+        labels["io.cryostack.patches"] = patching.label(target.spec.patches)
     return labels
 
 
@@ -215,11 +222,29 @@ def plan(
         )
         files = recipes.render_files(env, context)
         contract = recipes.recipe_contract(env, context)
+        patch_files = _checked_patches(target, catalogue, recipes_dir, files["build.sh"])
         # The base images a recipe uses are in its rendered FROM lines; hashing the whole table
         # would rebuild images that do not use the one that changed.
         inputs = {k: v for k, v in args.items() if k != "images"}
-        planned.append(PlannedImage(target, files, args, Fingerprint.of(files, inputs), contract))
+        planned.append(PlannedImage(target, files, args, Fingerprint.of(files, inputs), contract, patch_files))
     return planned
+
+
+def _checked_patches(target: Target, catalogue: Catalogue, recipes_dir: Path, build_script: str) -> Tuple[Path, ...]:
+    """The version's patch files, checked against their pins and applied by the rendered build."""
+    patches = target.spec.patches
+    if not patches:
+        return ()
+    lines = catalogue.lines.get(target.family.family, {})
+    found = patching.checked_patches(patches, recipes_dir, target.family.recipe_dir, target.catalogue_file,
+                                     target.version, lines)
+    unapplied = patching.unapplied(build_script, patches)
+    if unapplied:
+        line = lines.get(("versions", target.version, "patches"), 1)
+        raise InputError(f"{target.catalogue_file}:{line}: versions[{target.version!r}].patches: "
+                         f"recipes/{target.family.recipe_dir}/recipe.j2 does not apply {', '.join(unapplied)} "
+                         "(patches are applied by m.unpack_source; a recipe that installs a prebuilt file takes none)")
+    return found
 
 
 def write_rendered(planned: List[PlannedImage], build_dir: Path) -> List[Path]:

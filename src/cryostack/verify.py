@@ -6,6 +6,7 @@ import re
 import shlex
 from typing import List, Optional
 
+from .checks.result import CheckResult
 from .engine.base import Engine
 from .errors import last_line
 from .plan import PlannedImage
@@ -64,6 +65,22 @@ def cuda_architectures(engine: Engine, build_stage_ref: str, prefix: str) -> Lis
     return sorted(set(re.findall(r"\bsm_(\d+)\b", output)), key=int)
 
 
+def functional_check(engine: Engine, ref: str, image: PlannedImage) -> Optional[CheckResult]:
+    """Run the version's functional check in the image (its work directory at /check, no network);
+    None when the catalogue declares no check."""
+    target = image.target
+    spec = target.family.check_of(target.version)
+    if spec is None:
+        return None
+    from .checks.run import run_check  # numpy, mrcfile, starfile: only where a check runs
+
+    def run_in_image(script, workdir):
+        return engine.run(ref, script, timeout=spec.timeout,
+                          volumes={str(workdir): {"bind": "/check", "mode": "rw"}})
+
+    return run_check(spec, target.version, run_in_image)
+
+
 def verify(engine: Engine, ref: str, image: PlannedImage, build_stage_ref: Optional[str]) -> List[str]:
     """Every problem found in a built image; an empty list means it passed."""
     prefix = image.contract.prefix
@@ -80,4 +97,8 @@ def verify(engine: Engine, ref: str, image: PlannedImage, build_stage_ref: Optio
             problems.append(f"binaries carry no sm_{arch} code (cuobjdump found: {shown})")
         elif found != [str(arch)]:  # a variant carries exactly the SM it claims, so its label can be trusted
             problems.append(f"binaries carry other SMs besides sm_{arch} (cuobjdump found: {shown})")
+    if not problems:  # an image that does not start cannot compute anything: no need to try
+        checked = functional_check(engine, ref, image)
+        if checked is not None and not checked.passed:
+            problems.append(checked.describe())
     return problems
