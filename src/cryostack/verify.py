@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import dataclass
 from typing import List, Optional
 
 from .checks.result import CheckResult
@@ -81,8 +82,16 @@ def functional_check(engine: Engine, ref: str, image: PlannedImage) -> Optional[
     return run_check(spec, target.version, run_in_image)
 
 
-def verify(engine: Engine, ref: str, image: PlannedImage, build_stage_ref: Optional[str]) -> List[str]:
-    """Every problem found in a built image; an empty list means it passed."""
+@dataclass(frozen=True)
+class Verification:
+    """Every problem found in a built image (none: it passed), and what its functional check measured."""
+
+    problems: List[str]
+    check: Optional[CheckResult] = None
+
+
+def verify(engine: Engine, ref: str, image: PlannedImage, build_stage_ref: Optional[str]) -> Verification:
+    """Smoke test, promised commands, shared libraries, CUDA SM, then the functional check."""
     prefix = image.contract.prefix
     problems = [p for p in (
         smoke_test(engine, ref, image),
@@ -97,8 +106,9 @@ def verify(engine: Engine, ref: str, image: PlannedImage, build_stage_ref: Optio
             problems.append(f"binaries carry no sm_{arch} code (cuobjdump found: {shown})")
         elif found != [str(arch)]:  # a variant carries exactly the SM it claims, so its label can be trusted
             problems.append(f"binaries carry other SMs besides sm_{arch} (cuobjdump found: {shown})")
+    checked = None
     if not problems:  # an image that does not start cannot compute anything: no need to try
         checked = functional_check(engine, ref, image)
         if checked is not None and not checked.passed:
             problems.append(checked.describe())
-    return problems
+    return Verification(problems, checked)

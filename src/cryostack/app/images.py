@@ -106,16 +106,16 @@ def build(project: Project, settings: BuildSettings, only: Optional[str] = None,
     engine = connect()
     if not dry_run:
         _make_local_bases(project, settings, engine, images)
-    decisions = decide(images, engine)
+    build_dir = project.resolve(settings.build_dir)
+    record, lock = records.read(build_dir), threading.Lock()
+    decisions = decide(images, engine, record=record)
     if dry_run:
         table = Table("image", "action", "why", box=None)
         for d in decisions:
             table.add_row(d.image.target.key, d.action, d.reason)
         Console(highlight=False, width=max(console.width, 140)).print(table)
         return
-    build_dir = project.resolve(settings.build_dir)
     progress = Progress([d.image.target.key for d in decisions])
-    record, lock = records.read(build_dir), threading.Lock()
 
     def keep(outcome: Outcome) -> None:  # each image's result is on disk as soon as it is known
         with lock:
