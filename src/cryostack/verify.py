@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
-from typing import List, Optional
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
 
 from .checks.result import CheckResult
 from .engine.base import Engine
@@ -66,20 +67,22 @@ def cuda_architectures(engine: Engine, build_stage_ref: str, prefix: str) -> Lis
     return sorted(set(re.findall(r"\bsm_(\d+)\b", output)), key=int)
 
 
-def functional_check(engine: Engine, ref: str, image: PlannedImage) -> Optional[CheckResult]:
-    """Run the version's functional check in the image (its work directory at /check, no network);
-    None when the catalogue declares no check."""
+def functional_check(image: PlannedImage, run_in: Callable[[str, Path, int], Tuple[int, str]]) -> Optional[CheckResult]:
+    """Run the version's functional check through RUN_IN(script, workdir, timeout), which runs the
+    script in the image or its SIF with the work directory at /check; None when none is declared."""
     target = image.target
     spec = target.family.check_of(target.version)
     if spec is None:
         return None
     from .checks.run import run_check  # numpy, mrcfile, starfile: only where a check runs
 
-    def run_in_image(script, workdir):
-        return engine.run(ref, script, timeout=spec.timeout,
-                          volumes={str(workdir): {"bind": "/check", "mode": "rw"}})
+    return run_check(spec, target.version, lambda script, workdir: run_in(script, workdir, spec.timeout))
 
-    return run_check(spec, target.version, run_in_image)
+
+def in_docker(engine: Engine, ref: str) -> Callable[[str, Path, int], Tuple[int, str]]:
+    """Run a check's script in a container of REF, without network."""
+    return lambda script, workdir, timeout: engine.run(
+        ref, script, timeout=timeout, volumes={str(workdir): {"bind": "/check", "mode": "rw"}})
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ def verify(engine: Engine, ref: str, image: PlannedImage, build_stage_ref: Optio
             problems.append(f"binaries carry other SMs besides sm_{arch} (cuobjdump found: {shown})")
     checked = None
     if not problems:  # an image that does not start cannot compute anything: no need to try
-        checked = functional_check(engine, ref, image)
+        checked = functional_check(image, in_docker(engine, ref))
         if checked is not None and not checked.passed:
             problems.append(checked.describe())
     return Verification(problems, checked)

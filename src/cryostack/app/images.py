@@ -164,21 +164,30 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
     from ..engine.apptainer import Apptainer
     from ..engine.base import connect
     from ..sources import sha256_of
-    from ..verify import smoke_problem
+    from ..verify import functional_check, smoke_problem
 
     images = planned_images(project, settings, only)
     engine = connect()
     build_dir = project.resolve(settings.build_dir)
     apptainer = Apptainer(engine, project.recipes_dir / "tools" / "apptainer.Dockerfile",
                           build_dir / "logs" / "apptainer.log")
-    ready = [image for image in images if engine.image(fingerprint_ref(image)) is not None]
+    record = records.read(build_dir)
+
+    def verified(image: PlannedImage) -> bool:  # only what passed verification, its check included
+        entry = record.get(image.target.key, image.fingerprint.digest)
+        declared = image.target.family.check_of(image.target.version) is not None
+        return (engine.image(fingerprint_ref(image)) is not None and entry is not None and entry.verified
+                and (not declared or (entry.check is not None and entry.check.passed)))
+
+    ready = [image for image in images if verified(image)]
     for image in images:
         if image not in ready and not image.target.blocked:
-            console.print(f"sif {image.target.key}: not built (run {run_hint('build --only ' + image.target.key)})", markup=False)
+            console.print(f"sif {image.target.key}: not built and verified (run "
+                          f"{run_hint('build --only ' + image.target.key)})", markup=False)
     if not ready:
         raise BuildError("no built image to convert" + (f" in --only {only!r}" if only else ""))
     apptainer.ensure()
-    failures, record = [], records.read(build_dir)
+    failures = []
     for image in ready:
         key, fingerprint = image.target.key, image.fingerprint
         dest = build_dir / "sif" / image.target.family.family / image.target.version / image.target.variant_name / f"{fingerprint.short}.sif"
@@ -192,6 +201,10 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
             problem = smoke_problem(image.build_args["smoke"], *apptainer.exec(dest, image.build_args["smoke"]["command"]))
             if problem:
                 raise BuildError(f"in the SIF: {problem}")
+            checked = functional_check(image, lambda script, workdir, timeout: apptainer.exec(
+                dest, script, binds={workdir: "/check"}))
+            if checked is not None and not checked.passed:
+                raise BuildError(f"in the SIF: {checked.describe()}")
         except CryostackError as exc:
             failures.append(f"{key}: {exc}")
             console.print(f"sif {key}: failed: {exc}", markup=False)
@@ -200,10 +213,11 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
         entry = record.get(key, fingerprint.digest)
         if entry is not None:
             entry.sif = records.SifRecord(path=str(dest), sha256=sha256_of(dest), size=dest.stat().st_size,
-                                          seconds=seconds)
+                                          seconds=seconds, check=checked and records.CheckOutcome.of(checked, entry.check.spec))
             records.write(build_dir, record)
-        console.print(f"sif {key}: {relative(dest)} ({dest.stat().st_size / 1e6:.0f} MB, {seconds:.0f}s, smoke test passed)",
-                      markup=False)
+        passed = f"; {checked.describe()}" if checked else ""
+        console.print(f"sif {key}: {relative(dest)} ({dest.stat().st_size / 1e6:.0f} MB, {seconds:.0f}s, smoke test passed"
+                      f"{passed})", markup=False)
     if failures:
         raise BuildError(f"{len(failures)} SIF conversion(s) failed: {'; '.join(failures)}")
 
