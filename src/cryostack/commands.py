@@ -547,5 +547,5 @@ def cluster_wrappers(project: Project, site_file: Optional[str], manifest: Optio
     write(files, out)
     wrappers = sorted(p.split("/", 1)[1] for p in files if p.startswith("bin/"))
     console.print(f"{len(wrappers)} commands in {out / 'bin'}: {', '.join(wrappers)}", markup=False)
-    console.print(f"qsub templates in {out / 'qsub'}, modules in {out / 'modules'} (module use {out / 'modules'})",
+    console.print(f"qsub template {out / 'qsub' / 'relion.sh'}; modules: module use {out / 'modules' / site.module_system}",
                   markup=False)

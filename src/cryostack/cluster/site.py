@@ -78,6 +78,19 @@ class Bucket(Strict):
     write: bool = False
 
 
+class SlurmClient(Strict):
+    """The host's Slurm client, bound into RELION's containers so that its pipeliner can submit jobs.
+    The defaults are where ParallelCluster installs Slurm and munge."""
+
+    commands: List[AbsolutePath] = Field(
+        default_factory=lambda: ["/opt/slurm/bin/sbatch", "/opt/slurm/bin/squeue", "/opt/slurm/bin/scancel"],
+        description="bound at /run/cryostack/slurm/bin/<name>")
+    paths: List[AbsolutePath] = Field(default_factory=lambda: ["/opt/slurm", "/run/munge"],
+                                      description="bound at the same path (configuration, plug-ins, munge socket)")
+    libraries: List[AbsolutePath] = Field(default_factory=lambda: ["/usr/lib64/libmunge.so.2"],
+                                          description="bound into /run/cryostack/slurm/lib")
+
+
 class Queue(Strict):
     name: QueueName
     instance_types: List[InstanceTypeName] = Field(min_length=1)
@@ -120,6 +133,7 @@ class Site(Strict):
     s3_buckets: List[Bucket] = Field(default_factory=list, description="data buckets the nodes may read (or write)")
     intel_mpirun: AbsolutePath = Field("/opt/intel/mpi/latest/bin/mpirun",
                                        description="the host's Intel MPI launcher (Hydra) for Intel MPI images")
+    slurm_client: SlurmClient = Field(default_factory=SlurmClient)
     tags: Dict[TagKey, TagValue] = Field(default_factory=dict)
     queues: List[Queue] = Field(min_length=1)
     variants: Dict[Identifier, Dict[FamilyName, Identifier]] = Field(
@@ -190,6 +204,14 @@ class Site(Strict):
             if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
                 kept = [k for k in kept if not k.startswith(path.rstrip("/") + "/")] + [path]
         return kept
+
+    @property
+    def slurm_mounts(self) -> List[Tuple[str, str]]:
+        """(host path, container path) of the Slurm client RELION's containers get."""
+        client = self.slurm_client
+        return ([(c, f"/run/cryostack/slurm/bin/{c.rsplit('/', 1)[1]}") for c in client.commands]
+                + [(p, p) for p in client.paths]
+                + [(lib, f"/run/cryostack/slurm/lib/{lib.rsplit('/', 1)[1]}") for lib in client.libraries])
 
     def templates_dir(self) -> Optional[Path]:
         if not self.templates:
@@ -263,6 +285,18 @@ def _check(site: Site) -> None:
     if site.runtime == "apptainer" and site.runtime_install is None:
         fail("ParallelCluster's AMIs have no Apptainer: give runtime_install.custom_ami (an AMI with it) "
              "or runtime_install.package_url and package_sha256", "runtime")
+    for index, path in enumerate(site.extra_binds):
+        if ":" in path or "," in path:
+            fail("a bind path cannot hold ':' or ',' (the runtimes' separators)", "extra_binds", index)
+    client = site.slurm_client
+    for group, paths in (("commands", client.commands), ("paths", client.paths), ("libraries", client.libraries)):
+        for index, path in enumerate(paths):
+            if ":" in path or "," in path:
+                fail("a bind path cannot hold ':' or ',' (the runtimes' separators)", "slurm_client", group, index)
+    for loc, path in ((("image_store", "mount"), site.image_store.mount), (("node_scratch",), site.node_scratch),
+                      (("cluster_prefix",), site.cluster_prefix), (("fsx", "mount"), site.fsx.mount if site.fsx else "")):
+        if ":" in path or "," in path:
+            fail("a bind path cannot hold ':' or ',' (the runtimes' separators)", *loc)
     mounts = [site.image_store.mount, site.node_scratch] + ([site.fsx.mount] if site.fsx else [])
     if len(set(mounts)) != len(mounts):
         fail(f"image_store.mount, fsx.mount and node_scratch must differ (got {', '.join(mounts)})", "node_scratch")
