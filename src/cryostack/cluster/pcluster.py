@@ -123,9 +123,6 @@ def offline_problems(site: Site) -> List[Tuple[tuple, str]]:
     partitions = site.partitions
     checks.append((("queues",), MaxCountValidator, dict(
         resources_length=len(partitions), max_length=MAX_NUMBER_OF_QUEUES, resource_name="SlurmQueues")))
-    checks.append((("queues",), MaxCountValidator, dict(
-        resources_length=sum(len(q.instance_types) for _, q in partitions),
-        max_length=MAX_NUMBER_OF_COMPUTE_RESOURCES_PER_CLUSTER, resource_name="ComputeResources per Cluster")))
     for index, queue in enumerate(site.queues):
         for name in queue.partitions:
             checks.append((("queues", index, "name"), NameValidator, dict(name=name)))
@@ -147,6 +144,9 @@ def offline_problems(site: Site) -> List[Tuple[tuple, str]]:
             name_list=names, resource_name="Compute resource")))
         for position, name in enumerate(names):
             checks.append((("queues", index, "instance_types", position), NameValidator, dict(name=name)))
+    checks.append((("queues",), MaxCountValidator, dict(
+        resources_length=sum(len(q.instance_types) for _, q in partitions),
+        max_length=MAX_NUMBER_OF_COMPUTE_RESOURCES_PER_CLUSTER, resource_name="ComputeResources per Cluster")))
     for name in ("images", "fsx"):
         checks.append(((), SharedStorageNameValidator, dict(name=name)))
     if site.fsx:
