@@ -478,3 +478,13 @@ def test_docker_wrappers_refuse_an_image_reference_that_is_an_option(tmp_path):
     assert run(prefix / "bin" / "relion_refine_c6i", "--i", "x", env=recorder.env()).returncode == 0
     argv = last_call(recorder, "docker")
     assert argv[0] == "run" and argv[argv.index("cryostack/relion:5.0.1-gcc-cpu") + 1:] == ["relion_refine", "--i", "x", "--cpu"]
+
+
+def test_a_sites_template_directory_is_searched_first(tmp_path):
+    own = tmp_path / "my-templates"
+    own.mkdir()
+    shipped = (ROOT / "cluster-configs" / "templates" / "qsub.sh.j2").read_text()
+    (own / "qsub.sh.j2").write_text(shipped.replace("#SBATCH --job-name=relion", "#SBATCH --job-name=relion\n#SBATCH --account=cryo-lab"))
+    prefix = make_tree(tmp_path, templates="my-templates")
+    assert "#SBATCH --account=cryo-lab" in (prefix / "qsub" / "relion.sh").read_text()
+    assert (prefix / "bin" / "cryostack-sbatch").exists(), "the other templates are the shipped ones"

@@ -5,13 +5,13 @@ facts come from the instance table (cryostack.hardware) with the site's own rows
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple
+from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
 
 from ..errors import InputError
 from ..hardware import FamilyName, FamilyRow, Hardware, Instance, InstanceTypeName, UnknownInstance, family_of, shipped
-from ..values import AbsolutePath, Identifier, Line, Sha256, Url
+from ..values import AbsolutePath, Identifier, RelativePath, Sha256, Url
 from ..yamlfile import load_model, shown
 
 # AWS resource ids and names, as narrow as AWS makes them (they end up in YAML only).
@@ -125,7 +125,7 @@ class Site(Strict):
     module_system: Literal["lmod", "tcl"] = Field("tcl", description="ParallelCluster's AMIs ship Environment Modules (tcl)")
     extra_binds: List[AbsolutePath] = Field(default_factory=list, description="binds beyond the derived ones")
     cluster_prefix: AbsolutePath = Field("/efs/cryostack/cluster", description="wrappers (bin/), qsub templates, modules")
-    templates: Optional[Annotated[str, StringConstraints(max_length=1024)]] = Field(
+    templates: Optional[Union[AbsolutePath, RelativePath]] = Field(
         None, description="a directory of templates searched before the shipped ones (relative to the site file)")
     login_family: Optional[FamilyName] = Field(
         None, description="instance family whose images run outside Slurm jobs; default: the first CPU queue's")

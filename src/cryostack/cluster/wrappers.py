@@ -85,17 +85,17 @@ def read_images(manifest: dict, site: Site, manifest_path: Path) -> List[Image]:
         if not isinstance(entry, dict):
             raise fail("an entry must be a mapping")
         for name in ("family", "version", "variant"):
-            if not isinstance(entry.get(name), str) or not re.match(IDENTIFIER, entry[name]):
+            if not isinstance(entry.get(name), str) or not re.fullmatch(IDENTIFIER, entry[name]):
                 raise fail(f"{name}: {entry.get(name)!r} is not a plain name (letters, digits, . _ + -)")
         if key != f"{entry['family']}/{entry['version']}/{entry['variant']}":
             raise fail("the key must be family/version/variant of its entry")
         commands = []
         for index, command in enumerate(entry.get("commands") or []):
             name = command.get("name") if isinstance(command, dict) else None
-            if not isinstance(name, str) or not re.match(IDENTIFIER, name) or name.startswith("cryostack-"):
+            if not isinstance(name, str) or not re.fullmatch(IDENTIFIER, name) or name.startswith("cryostack-"):
                 raise fail(f"commands[{index}].name: {name!r} is not a plain command name")
             commands.append(name)
-        if not isinstance(entry.get("fingerprint"), str) or not FINGERPRINT.match(entry["fingerprint"]):
+        if not isinstance(entry.get("fingerprint"), str) or not FINGERPRINT.fullmatch(entry["fingerprint"]):
             raise fail("fingerprint: not a hex digest")
         accel = entry.get("accel")
         if accel not in ("cpu", "cuda"):
@@ -105,24 +105,24 @@ def read_images(manifest: dict, site: Site, manifest_path: Path) -> List[Image]:
                                       or not 10 <= cuda_arch <= 999):
             raise fail(f"cuda_arch: {cuda_arch!r} is not an SM number such as 86")
         targets = entry.get("targets") or []
-        if not isinstance(targets, list) or not all(isinstance(t, str) and re.match(r"^[a-z][a-z0-9-]{0,15}$", t)
+        if not isinstance(targets, list) or not all(isinstance(t, str) and re.fullmatch(r"[a-z][a-z0-9-]{0,15}", t)
                                                     for t in targets):
             raise fail("targets: not a list of instance families")
         labels = entry.get("labels") or {}
         if not isinstance(labels, dict):
             raise fail("labels: not a mapping")
         toolchain = entry.get("toolchain") or labels.get("io.cryostack.toolchain") or "gcc"
-        if not isinstance(toolchain, str) or not re.match(IDENTIFIER, toolchain):
+        if not isinstance(toolchain, str) or not re.fullmatch(IDENTIFIER, toolchain):
             raise fail(f"toolchain: {toolchain!r} is not a plain name")
         # The MPI the image was built with decides the launcher; oneAPI images carry Intel MPI.
         mpi = labels.get("io.cryostack.mpi") or ("intelmpi" if toolchain == "oneapi" else "openmpi")
         if mpi not in MPI_KINDS:
             raise fail(f"labels['io.cryostack.mpi']: {mpi!r} is not one of {', '.join(MPI_KINDS)}")
         features = labels.get("io.cryostack.cpu-features", "")
-        if not isinstance(features, str) or not re.match(r"^[a-z0-9_,-]*$", features):
+        if not isinstance(features, str) or not re.fullmatch(r"[a-z0-9_,-]*", features):
             raise fail("labels['io.cryostack.cpu-features']: not a comma-separated list of CPU features")
         prefix = entry.get("prefix") or labels.get("io.cryostack.prefix") or "/"
-        if not isinstance(prefix, str) or not re.match(r"^/[A-Za-z0-9._/+-]{0,255}$", prefix) or "/../" in prefix + "/":
+        if not isinstance(prefix, str) or not re.fullmatch(r"/[A-Za-z0-9._/+-]{0,255}", prefix) or "/../" in prefix + "/":
             raise fail(f"prefix: {prefix!r} is not an absolute path of plain names")
         if site.runtime == "apptainer":
             sif = (entry.get("sif") or {}).get("path") if isinstance(entry.get("sif"), dict) else None
@@ -136,7 +136,7 @@ def read_images(manifest: dict, site: Site, manifest_path: Path) -> List[Image]:
             oci = entry.get("oci") if isinstance(entry.get("oci"), dict) else {}
             reference = ((oci or {}).get("references") or [entry.get("image")])[0]
             # An image reference that starts with '-' would be read by docker/podman as an option.
-            if not isinstance(reference, str) or not OCI_REFERENCE.match(reference):
+            if not isinstance(reference, str) or not OCI_REFERENCE.fullmatch(reference):
                 raise fail(f"image reference {reference!r} is not a plain OCI reference (it must not start with '-')")
         images.append(Image(
             key=key, software=entry["family"], version=entry["version"], variant=entry["variant"], accel=accel,
@@ -367,7 +367,10 @@ def write(files: Dict[str, Tuple[str, int]], prefix: Path) -> None:
     outside PREFIX, whatever a path was made of."""
     root = prefix.resolve()
     for relpath, (text, mode) in sorted(files.items()):
-        target = Path(confined(root, relpath))
+        try:
+            target = Path(confined(root, relpath))
+        except ValueError as exc:
+            raise InputError(f"{relpath!r}: {exc}; not written") from None
         if root not in target.resolve().parents:
             raise InputError(f"{relpath}: would be written outside {prefix}")
         write_text_atomically(target, text, mode)
