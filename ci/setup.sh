@@ -36,6 +36,14 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
+# BuildKit's buildx plugin: not in bookworm; trixie's package needs only libc6 >= 2.34. It comes
+# through a private apt configuration built from this machine's own archive (nothing on the host's
+# apt sources changes).
+if ! [ -x /usr/libexec/docker/cli-plugins/docker-buildx ]; then
+  echo "setup: installing docker-buildx from Debian trixie"
+  .venv/bin/python -m cryostack.debian install docker-buildx --suite trixie
+fi
+
 # No systemd on these machines: start dockerd ourselves when nothing answers.
 if ! docker info >/dev/null 2>&1; then
   log=/var/log/cryostack-dockerd.log

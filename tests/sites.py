@@ -63,7 +63,7 @@ def write_manifest(path: Path, entries: Iterable[dict], touch_sifs: bool = True)
 
 
 def generate(site: Path, manifest: Path, prefix: Path) -> subprocess.CompletedProcess:
-    return cryostack("cluster-wrappers", "--site", str(site), "--manifest", str(manifest), "--prefix", str(prefix))
+    return cryostack("cluster.wrappers", "--site", str(site), "--manifest", str(manifest), "--prefix", str(prefix))
 
 
 def make_tree(work: Path, entries: Optional[List[dict]] = None, **site_changes) -> Path:

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
-import re
 import shutil
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from . import __version__
-from .engine.docker import DockerEngine
-from .errors import CryostackError
-from .files import write_text_atomically
-from .plan import PlannedImage, write_rendered
+from .engine.base import Engine
+from .errors import CryostackError, run_hint
+from .plan import PlannedImage, fingerprint_ref, readable_ref, write_rendered
+from .record import BUILT, FAILED, SKIPPED, UNAVAILABLE, UP_TO_DATE, ImageRecord
 from .sources import SourceMirror, SourceUnavailable
 from .verify import verify
 
-BUILT, UP_TO_DATE, FAILED, UNAVAILABLE, SKIPPED = "built", "up-to-date", "failed", "unavailable", "skipped"
 WOULD_BUILD = "would build"
 
 
@@ -37,49 +34,14 @@ class Decision:
     base_ids: Dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
-class Outcome:
-    """What happened to one image; one row of the summary and of build/report.json."""
-
-    key: str
-    status: str
-    reason: str = ""
-    seconds: float = 0.0
-    size: int = 0
-    image: str = ""
-    fingerprint: str = ""
-    log: str = ""
-    image_id: str = ""
-    labels: Dict[str, str] = field(default_factory=dict)
-
-
-def fingerprint_ref(image: PlannedImage) -> str:
-    """The immutable tag: repository:version-variant-<fingerprint>."""
-    return f"{image.target.repository}:{image.target.tag}-{image.fingerprint.short}"
-
-
-def readable_ref(image: PlannedImage) -> str:
-    """The moving tag: repository:version-variant, the newest verified build."""
-    return f"{image.target.repository}:{image.target.tag}"
+Outcome = ImageRecord  # what happened to one image: one row of the summary and of the build record
 
 
 def build_stage_ref(image: PlannedImage) -> str:
     return f"{image.target.repository}:{image.target.tag}-build"
 
 
-def base_refs(dockerfile: str) -> List[str]:
-    """The images a Dockerfile starts FROM (stage names are not images)."""
-    stages, refs = set(), []
-    for match in re.finditer(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", dockerfile, re.MULTILINE | re.IGNORECASE):
-        ref, name = match.group(1), match.group(2)
-        if ref not in stages and ref not in refs:
-            refs.append(ref)
-        if name:
-            stages.add(name)
-    return refs
-
-
-def decide(images: List[PlannedImage], engine: DockerEngine, pull: bool = True) -> List[Decision]:
+def decide(images: List[PlannedImage], engine: Engine, pull: bool = True) -> List[Decision]:
     """For each image: up to date (same fingerprint, same base images), to build, or not buildable here."""
     decisions = []
     known: Dict[str, Optional[str]] = {}
@@ -89,7 +51,7 @@ def decide(images: List[PlannedImage], engine: DockerEngine, pull: bool = True) 
             decisions.append(Decision(image, UNAVAILABLE, image.target.blocked))
             continue
         base_ids, absent = {}, []
-        for ref in base_refs(image.files["Dockerfile"]):
+        for ref in image.contract.base_images:
             if ref not in known:
                 known[ref], missing[ref] = _base_image_id(engine, ref, pull)
             if known[ref] is None:
@@ -111,12 +73,12 @@ def decide(images: List[PlannedImage], engine: DockerEngine, pull: bool = True) 
     return decisions
 
 
-def _base_image_id(engine: DockerEngine, ref: str, pull: bool):
+def _base_image_id(engine: Engine, ref: str, pull: bool):
     info = engine.image(ref)
     if info is not None:
         return info.id, ""
     if ref.startswith("local/"):
-        return None, "run `invoke base-image` to make it"
+        return None, f"run {run_hint('base-image')} to make it"
     if pull:
         pulled, why = engine.pull(ref)
         info = engine.image(ref) if pulled else None
@@ -134,13 +96,14 @@ def _base_label(base_ids: Dict[str, str]) -> str:
 class BuildRun:
     """Everything one `build` invocation needs besides the decisions."""
 
-    engine: DockerEngine
+    engine: Engine
     mirror: SourceMirror
     build_dir: Path
     log_dir: Path
     network: str = "host"
     revision: str = "unknown"
     on_event: Callable[[str, str], None] = lambda key, text: None
+    on_outcome: Callable[[ImageRecord], None] = lambda outcome: None
 
 
 def run_builds(decisions: List[Decision], run: BuildRun, jobs: int = 1, keep_going: bool = False) -> List[Outcome]:
@@ -149,15 +112,20 @@ def run_builds(decisions: List[Decision], run: BuildRun, jobs: int = 1, keep_goi
     run.log_dir.mkdir(parents=True, exist_ok=True)
 
     def one(decision: Decision) -> Outcome:
+        outcome = decide_and_build(decision)
+        run.on_outcome(outcome)
+        return outcome
+
+    def decide_and_build(decision: Decision) -> Outcome:
         image = decision.image
         if decision.action != WOULD_BUILD:
-            outcome = Outcome(image.target.key, decision.action, decision.reason,
+            outcome = Outcome(key=image.target.key, status=decision.action, reason=decision.reason,
                               image=fingerprint_ref(image), fingerprint=image.fingerprint.digest)
             if decision.action == UP_TO_DATE:
                 _record_image(run.engine, image, outcome)
             return outcome
         if stop.is_set():
-            return Outcome(image.target.key, SKIPPED, "an earlier build failed (use --keep-going to build the rest)")
+            return Outcome(key=image.target.key, status=SKIPPED, reason="an earlier build failed (use --keep-going to build the rest)")
         outcome = _build_one(decision, run)
         if outcome.status == FAILED and not keep_going:
             stop.set()
@@ -171,14 +139,11 @@ def _build_one(decision: Decision, run: BuildRun) -> Outcome:
     image, target = decision.image, decision.image.target
     started = time.monotonic()
     log_path = run.log_dir / f"{target.key.replace('/', '_')}.log"
-    outcome = Outcome(target.key, FAILED, image=fingerprint_ref(image), fingerprint=image.fingerprint.digest,
+    outcome = Outcome(key=target.key, status=FAILED, image=fingerprint_ref(image), fingerprint=image.fingerprint.digest,
                       log=str(log_path))
     try:
         run.on_event(target.key, "fetching source")
-        where = f"{target.catalogue_file}: versions[{target.version!r}].source"
-        source = run.mirror.ensure(target.spec.source, where)
-        context = write_rendered([image], run.build_dir)[0]
-        _stage_source(source, context / "sources")
+        context = prepare_context(image, run.mirror, run.build_dir)
         run.on_event(target.key, f"building (log: {log_path})")
         labels = build_labels(decision, run.revision)
         with open(log_path, "w", encoding="utf-8") as log:
@@ -211,6 +176,15 @@ def _build_one(decision: Decision, run: BuildRun) -> Outcome:
     return outcome
 
 
+def prepare_context(image: PlannedImage, mirror: SourceMirror, build_dir: Path) -> Path:
+    """The build context of one image: its rendered files and its verified source."""
+    target = image.target
+    source = mirror.ensure(target.spec.source, f"{target.catalogue_file}: versions[{target.version!r}].source")
+    context = write_rendered([image], build_dir)[0]
+    _stage_source(source, context / "sources")
+    return context
+
+
 def _stage_source(source: Path, dest: Path) -> None:
     """Put the verified source into the build context (a hard link where the file system allows)."""
     if dest.exists():
@@ -222,7 +196,7 @@ def _stage_source(source: Path, dest: Path) -> None:
         shutil.copy2(source, dest / source.name)
 
 
-def _record_image(engine: DockerEngine, image: PlannedImage, outcome: Outcome) -> None:
+def _record_image(engine: Engine, image: PlannedImage, outcome: Outcome) -> None:
     """Size, ID and labels of the built image: what publish puts in the manifest."""
     info = engine.image(fingerprint_ref(image))
     if info is not None:
@@ -250,35 +224,3 @@ def git_revision(root: Path) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def write_report(path: Path, outcomes: List[Outcome]) -> None:
-    """Record this run's outcomes in build/report.json, keyed by matrix entry (others are kept)."""
-    report = read_report(path)
-    for outcome in outcomes:
-        previous = report.get(outcome.key, {})
-        entry = asdict(outcome)
-        if outcome.status == UP_TO_DATE:  # keep what earlier runs learnt about the same image
-            entry = dict(previous, **{k: v for k, v in entry.items() if v or k == "status"})
-        report[outcome.key] = entry
-    _write_report(path, report)
-
-
-def update_report(path: Path, updates: Dict[str, dict]) -> None:
-    """Add fields (e.g. the SIF's path and sha256) to existing entries of build/report.json."""
-    report = read_report(path)
-    for key, fields in updates.items():
-        report.setdefault(key, {"key": key}).update(fields)
-    _write_report(path, report)
-
-
-def read_report(path: Path) -> Dict[str, dict]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def _write_report(path: Path, report: Dict[str, dict]) -> None:
-    write_text_atomically(path, json.dumps(report, indent=2, sort_keys=True) + "\n")
-

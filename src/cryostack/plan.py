@@ -85,6 +85,7 @@ class PlannedImage:
     files: Dict[str, str] = field(repr=False)
     build_args: Dict[str, object] = field(repr=False)
     fingerprint: Fingerprint
+    contract: recipes.RecipeContract = field(repr=False)
 
     def summary(self) -> Dict[str, object]:
         """What `invoke matrix --json` prints for this entry (also what CI shards on)."""
@@ -102,6 +103,16 @@ class PlannedImage:
             "fingerprint": self.fingerprint.digest,
             "blocked": t.blocked,
         }
+
+
+def fingerprint_ref(image: PlannedImage) -> str:
+    """The immutable tag: repository:version-variant-<fingerprint>."""
+    return f"{image.target.repository}:{image.target.tag}-{image.fingerprint.short}"
+
+
+def readable_ref(image: PlannedImage) -> str:
+    """The moving tag: repository:version-variant, the newest verified build."""
+    return f"{image.target.repository}:{image.target.tag}"
 
 
 def expand(catalogue: Catalogue) -> List[Target]:
@@ -200,12 +211,14 @@ def plan(
             recipe_template=f"{target.family.recipe_dir}/recipe.j2",
             recipe_dir=target.family.recipe_dir,
             catalogue_file=str(target.catalogue_file),
+            cache_namespace=settings.cache_namespace,
         )
         files = recipes.render_files(env, context)
+        contract = recipes.recipe_contract(env, context)
         # The base images a recipe uses are in its rendered FROM lines; hashing the whole table
         # would rebuild images that do not use the one that changed.
         inputs = {k: v for k, v in args.items() if k != "images"}
-        planned.append(PlannedImage(target, files, args, Fingerprint.of(files, inputs)))
+        planned.append(PlannedImage(target, files, args, Fingerprint.of(files, inputs), contract))
     return planned
 
 

@@ -6,7 +6,7 @@ import re
 import shlex
 from typing import List, Optional
 
-from .engine.docker import DockerEngine
+from .engine.base import Engine
 from .errors import last_line
 from .plan import PlannedImage
 
@@ -19,7 +19,7 @@ ELF_FILES = (
 )
 
 
-def smoke_test(engine: DockerEngine, ref: str, image: PlannedImage) -> Optional[str]:
+def smoke_test(engine: Engine, ref: str, image: PlannedImage) -> Optional[str]:
     """Run the family's smoke command in the image; a problem if it fails or its output does not match."""
     smoke = image.build_args["smoke"]
     return smoke_problem(smoke, *engine.run(ref, smoke["command"]))
@@ -35,7 +35,7 @@ def smoke_problem(smoke: dict, code: int, output: str) -> Optional[str]:
     return None
 
 
-def missing_commands(engine: DockerEngine, ref: str, image: PlannedImage) -> Optional[str]:
+def missing_commands(engine: Engine, ref: str, image: PlannedImage) -> Optional[str]:
     """Every command the catalogue promises must be on the image's PATH."""
     names = " ".join(shlex.quote(c) for c in image.build_args["commands"])
     code, output = engine.run(ref, f'for c in {names}; do command -v "$c" >/dev/null || echo "$c"; done')
@@ -45,7 +45,7 @@ def missing_commands(engine: DockerEngine, ref: str, image: PlannedImage) -> Opt
     return None
 
 
-def missing_libraries(engine: DockerEngine, ref: str, prefix: str) -> Optional[str]:
+def missing_libraries(engine: Engine, ref: str, prefix: str) -> Optional[str]:
     """ldd over every ELF file under the install prefix: no 'not found' allowed."""
     script = f"{ELF_FILES.format(prefix=shlex.quote(prefix))} | while read -r f; do ldd \"$f\" 2>/dev/null | grep 'not found' | sed \"s|^|$f: |\"; done"
     _, output = engine.run(ref, script)
@@ -56,7 +56,7 @@ def missing_libraries(engine: DockerEngine, ref: str, prefix: str) -> Optional[s
     return None
 
 
-def cuda_architectures(engine: DockerEngine, build_stage_ref: str, prefix: str) -> List[str]:
+def cuda_architectures(engine: Engine, build_stage_ref: str, prefix: str) -> List[str]:
     """The sm_XX targets cuobjdump finds in the binaries under the prefix (run in the build stage)."""
     script = (f"{ELF_FILES.format(prefix=shlex.quote(prefix))} | while read -r f; do "
               "cuobjdump --list-elf \"$f\" 2>/dev/null; done")
@@ -64,10 +64,9 @@ def cuda_architectures(engine: DockerEngine, build_stage_ref: str, prefix: str) 
     return sorted(set(re.findall(r"\bsm_(\d+)\b", output)), key=int)
 
 
-def verify(engine: DockerEngine, ref: str, image: PlannedImage, build_stage_ref: Optional[str]) -> List[str]:
+def verify(engine: Engine, ref: str, image: PlannedImage, build_stage_ref: Optional[str]) -> List[str]:
     """Every problem found in a built image; an empty list means it passed."""
-    labels = engine.image(ref).labels
-    prefix = labels.get("io.cryostack.prefix", "/opt")
+    prefix = image.contract.prefix
     problems = [p for p in (
         smoke_test(engine, ref, image),
         missing_commands(engine, ref, image),
@@ -76,6 +75,9 @@ def verify(engine: DockerEngine, ref: str, image: PlannedImage, build_stage_ref:
     arch = image.build_args["cuda_arch"]
     if arch is not None and build_stage_ref is not None:
         found = cuda_architectures(engine, build_stage_ref, prefix)
+        shown = ", ".join("sm_" + a for a in found) or "none"
         if str(arch) not in found:
-            problems.append(f"binaries carry no sm_{arch} code (cuobjdump found: {', '.join('sm_' + a for a in found) or 'none'})")
+            problems.append(f"binaries carry no sm_{arch} code (cuobjdump found: {shown})")
+        elif found != [str(arch)]:  # a variant carries exactly the SM it claims, so its label can be trusted
+            problems.append(f"binaries carry other SMs besides sm_{arch} (cuobjdump found: {shown})")
     return problems

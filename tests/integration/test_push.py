@@ -37,7 +37,7 @@ def run_push(root: Path, *args: str, password: str | None = None, env: dict | No
 
 
 def oci_of(root: Path, key: str) -> dict:
-    return json.loads((root / "build" / "report.json").read_text())[key]["oci"]
+    return json.loads((root / "build" / "record.json").read_text())["images"][key]["oci"]
 
 
 def test_push_to_an_oci_registry_confirms_and_records_the_digest(built, registry):

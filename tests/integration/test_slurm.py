@@ -43,7 +43,7 @@ def site_wrappers(work: Path, manifest: Path, runtime: str) -> Path:
     site_file = write_site(work / f"site-{runtime}.yaml", runtime=runtime, bind_paths=[str(work)], variants={},
                            queues=[{"name": f, "instance_types": [t], "max_count": 2} for f, t in INSTANCES.items()])
     prefix = work / f"cluster-{runtime}"
-    result = cryostack("cluster-wrappers", "--site", str(site_file), "--manifest", str(manifest), "--prefix", str(prefix))
+    result = cryostack("cluster.wrappers", "--site", str(site_file), "--manifest", str(manifest), "--prefix", str(prefix))
     assert result.returncode == 0, result.stdout + result.stderr
     return prefix
 

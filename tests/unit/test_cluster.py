@@ -22,14 +22,14 @@ EXAMPLE = ROOT / "cluster-configs" / "site.example.yaml"
 
 def config_of(site_file: Path, tmp_path: Path) -> dict:
     out = tmp_path / "cluster.yaml"
-    result = cryostack("cluster-config", "--site", str(site_file), "--output", str(out))
+    result = cryostack("cluster.config", "--site", str(site_file), "--output", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     return yaml.safe_load(out.read_text())
 
 
 def refused(site_file: Path, *fragments: str) -> str:
-    """The one-line exit-2 message `cluster-config` gives for SITE_FILE; it contains every fragment."""
-    result = cryostack("cluster-config", "--site", str(site_file))
+    """The one-line exit-2 message `cluster.config` gives for SITE_FILE; it contains every fragment."""
+    result = cryostack("cluster.config", "--site", str(site_file))
     assert result.returncode == 2, result.stdout + result.stderr
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1 and "Traceback" not in message, message
@@ -158,7 +158,7 @@ def test_broken_site_files_give_one_line_errors_with_file_and_line(tmp_path, old
     site = tmp_path / "site.yaml"
     site.write_text(text.replace(old, new, 1))
     out = tmp_path / "cluster.yaml"
-    result = cryostack("cluster-config", "--site", str(site), "--output", str(out))
+    result = cryostack("cluster.config", "--site", str(site), "--output", str(out))
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert re.search(rf"{re.escape(str(site))}:\d+: ", result.stderr) and message in result.stderr, result.stderr
@@ -173,7 +173,7 @@ def test_apptainer_sites_must_say_how_nodes_get_it(tmp_path):
 def test_bad_yaml_in_a_site_file_names_its_line(tmp_path):
     site = tmp_path / "site.yaml"
     site.write_text(EXAMPLE.read_text().replace("region: eu-west-1", "region: [eu-west-1", 1))
-    result = cryostack("cluster-config", "--site", str(site))
+    result = cryostack("cluster.config", "--site", str(site))
     # The parser notices the unclosed list on the line after it.
     assert result.returncode == 2 and f"{site}:{line_of(EXAMPLE, 'region: eu-west-1') + 1}: invalid YAML" in result.stderr
 
@@ -181,7 +181,7 @@ def test_bad_yaml_in_a_site_file_names_its_line(tmp_path):
 def test_what_only_parallelclusters_schema_rejects_is_shown_as_its_message(tmp_path):
     """The site model allows any tag key of AWS's shape; ParallelCluster reserves its own prefix."""
     site = write_site(tmp_path / "site.yaml", tags={"user": "a", "project": "b", "group": "c", "parallelcluster:x": "1"})
-    result = cryostack("cluster-config", "--site", str(site))
+    result = cryostack("cluster.config", "--site", str(site))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"{site}:1: (top level): ParallelCluster rejects the generated configuration: " in result.stderr
     assert "The tag key prefix 'parallelcluster:' is reserved" in result.stderr
@@ -433,7 +433,7 @@ def test_a_site_overrides_a_preset_and_unknown_presets_are_refused(tmp_path):
 
 
 def test_a_missing_manifest_is_a_clear_error(tmp_path):
-    result = cryostack("cluster-wrappers", "--site", str(EXAMPLE), "--manifest", str(tmp_path / "nope.json"),
+    result = cryostack("cluster.wrappers", "--site", str(EXAMPLE), "--manifest", str(tmp_path / "nope.json"),
                        "--prefix", str(tmp_path / "prefix"))
     assert result.returncode == 2 and "cannot read the published manifest" in result.stderr
     assert not (tmp_path / "prefix").exists()

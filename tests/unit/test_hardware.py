@@ -47,7 +47,7 @@ def check_gpu_family(tmp_path, site, manifest, family: str, gpus: int):
     """What a user notices on a GPU family: EFA in the config, --gres on submission, its CUDA image
     with --nv and --gpu in jobs there, and the CPU queue (not this one) outside jobs."""
     out = tmp_path / "cluster.yaml"
-    result = cryostack("cluster-config", "--site", str(site), "--output", str(out))
+    result = cryostack("cluster.config", "--site", str(site), "--output", str(out))
     assert result.returncode == 0, result.stderr
     queue = yaml.safe_load(out.read_text())["Scheduling"]["SlurmQueues"][0]
     assert queue["ComputeResources"][0]["Efa"] == {"Enabled": True}
@@ -77,7 +77,7 @@ def test_a_g6_queue_gets_its_gpus_and_gres_and_is_not_the_login_family(tmp_path)
 
 def test_adding_an_instance_family_is_one_table_row(tmp_path):
     site, manifest = build(tmp_path, "g6e", "g6e.12xlarge")
-    refused = cryostack("cluster-config", "--site", str(site))
+    refused = cryostack("cluster.config", "--site", str(site))
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert f"{site}:" in refused.stderr and "queues[0].instance_types[0]: no instance family 'g6e'" in refused.stderr
     site, manifest = build(tmp_path, "g6e", "g6e.12xlarge", hardware={"g6e": G6E})
@@ -92,7 +92,7 @@ def test_adding_an_instance_family_is_one_table_row(tmp_path):
 ])
 def test_a_broken_site_row_is_refused_at_its_line(tmp_path, row, message):
     site, _ = build(tmp_path, "g6e", "g6e.12xlarge", hardware={"g6e": row})
-    result = cryostack("cluster-config", "--site", str(site))
+    result = cryostack("cluster.config", "--site", str(site))
     assert result.returncode == 2 and f"{site}:" in result.stderr and message in result.stderr, result.stderr
 
 

@@ -21,7 +21,8 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from cryostack.commands import Project, cluster_wrappers
+from cryostack.app.cluster import cluster_wrappers
+from cryostack.project import Project
 from cryostack.errors import InputError
 from helpers import ROOT
 from sites import LMOD_INIT, Recorder, entry, module_shell, tcl_modulecmd
