@@ -29,7 +29,8 @@ def entry(family: str, version: str, variant: str, *, accel: str = "cpu", cuda_a
         "commands": [{"name": c, "mpi": c.endswith("_mpi")} for c in commands], "prefix": prefix,
         "fingerprint": fingerprint,
         "sif": {"path": f"images/{key}/{fingerprint[:12]}.sif", "sha256": "0" * 64, "size": 1},
-        "oci": {"references": [image or f"cryostack/{family}:{version}-{variant}"]},
+        "oci": {"registry": "127.0.0.1:5000", "repository": f"cryostack/{family}", "digest": "sha256:" + fingerprint,
+                "references": [image or f"cryostack/{family}:{version}-{variant}"]},
         "image": image or f"cryostack/{family}:{version}-{variant}", "labels": labels or {},
         "published": "2026-01-01T00:00:00Z", "history": [],
     }

@@ -28,9 +28,10 @@ def test_unknown_instance_types_are_refused_not_guessed():
 
 
 def entries_for(sm: int):
-    """A RELION CUDA image for SM (its catalogue targets name no family: the table decides) and a CPU one."""
+    """A RELION CUDA image for SM (its catalogue targets name g6 only: for other families the table
+    decides by SM) and a CPU one."""
     commands = ["relion_refine", "relion_refine_mpi"]
-    return [entry("relion", "5.0.1", f"gcc-cuda{sm}", accel="cuda", cuda_arch=sm, commands=commands),
+    return [entry("relion", "5.0.1", f"gcc-cuda{sm}", accel="cuda", cuda_arch=sm, targets=["g6"], commands=commands),
             entry("relion", "5.0.1", "gcc-cpu", targets=["c6i"], commands=commands),
             entry("ctffind", "4.1.14", "gcc-cpu", targets=["c6i"], commands=["ctffind"])]
 
