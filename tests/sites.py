@@ -129,6 +129,26 @@ def run(path: Path, *args: str, env: Dict[str, str], cwd: Optional[Path] = None)
     return subprocess.run([str(path), *args], capture_output=True, text=True, env=env, cwd=cwd)
 
 
+def fill(template: str, **fields) -> str:
+    """The qsub template filled as RELION's pipeline code does (RelionJob::saveJobSubmissionScript):
+    every XXXfieldXXX replaced; each MPI command (or the only command with one rank) on a copy of
+    the XXXcommandXXX line, other commands on lines of their own."""
+    commands = fields.pop("commands")
+    lines = []
+    for line in template.splitlines():
+        for name, value in fields.items():
+            line = line.replace(f"XXX{name}XXX", str(value))
+        if "XXXcommandXXX" not in line:
+            lines.append(line)
+            continue
+        for command in commands:
+            if "relion_" in command and ("_mpi`" in command or int(fields["mpinodes"]) == 1):
+                lines.append(line.replace("XXXcommandXXX", command, 1))
+            else:
+                lines.append(command)
+    return "\n".join(lines) + "\n\n"
+
+
 # --- module systems from Debian ----------------------------------------------------------------
 
 LMOD_INIT = Path("/usr/share/lmod/lmod/init/bash")

@@ -253,7 +253,8 @@ def render(manifest: dict, site: Site, site_file: str, manifest_path: Path, pref
             continue
         helpers = _helpers(image, chosen, site, warn)
         for command in image.commands:
-            mounts = [(path, path) for path in site.binds] + (site.slurm_mounts if image.software == "relion" else [])
+            # Every image gets the host's Slurm client: RELION's pipeliner submits from inside its container.
+            mounts = [(path, path) for path in site.binds] + site.slurm_mounts
             values = dict(image=image, command=command, helpers=helpers, mounts=mounts,
                           add_gpu=image.accel == "cuda" and command in GPU_COMMANDS,
                           add_cpu=image.software == "relion" and image.accel == "cpu" and command in CPU_COMMANDS)
