@@ -66,7 +66,7 @@ _PATH_CHARS = re.compile(r"^[A-Za-z0-9._+@%=,:/-]+$")
 
 
 def _components(value: str) -> list:
-    if not _PATH_CHARS.match(value):
+    if not _PATH_CHARS.fullmatch(value):
         raise ValueError("may hold only letters, digits and . _ + @ % = , : / -")
     parts = value.split("/")
     if any(part in (".", "..") for part in parts):
@@ -97,7 +97,7 @@ _URL = re.compile(r"^(?P<scheme>https|s3)://(?P<host>[A-Za-z0-9.-]+(:[0-9]{1,5})
 
 
 def _url(value: str) -> str:
-    if not _URL.match(value):
+    if not _URL.fullmatch(value):
         raise ValueError("must be an https:// or s3:// URL of letters, digits and . _ ~ % + @ = , : / -")
     return value
 
