@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from . import patches as patching
-from . import recipes
+from . import hardware, recipes
 from .catalogue import Catalogue
 from .errors import InputError
 from .files import write_text_atomically
@@ -36,6 +36,15 @@ class Target:
     @property
     def variant(self) -> Variant:
         return self.family.variants[self.variant_name]
+
+    @property
+    def targets(self) -> List[str]:
+        """The instance families this entry serves: the catalogue's list, else what the hardware
+        table says fits (CUDA: the families whose GPU has this SM; CPU: those with the CPU features)."""
+        variant = self.variant
+        if variant.targets:
+            return list(variant.targets)
+        return hardware.shipped().families_for_image(variant.accel, variant.cuda_arch, variant.cpu_features)
 
     @property
     def spec(self) -> Version:
@@ -100,7 +109,7 @@ class PlannedImage:
             "toolchain": v.toolchain,
             "accel": v.accel,
             "cuda_arch": v.cuda_arch,
-            "targets": list(v.targets),
+            "targets": t.targets,
             "image": f"{t.repository}:{t.tag}",
             "fingerprint": self.fingerprint.digest,
             "blocked": t.blocked,
@@ -168,7 +177,7 @@ def build_args(target: Target, settings: BuildSettings) -> Dict[str, object]:
         "accel": variant.accel,
         "cuda_arch": variant.cuda_arch,
         "cpu_flags": variant.cpu_flags,
-        "targets": list(variant.targets),
+        "targets": target.targets,
         "source": pinned,
         "commands": [c.name for c in family.commands],
         "smoke": {"command": family.smoke.command, "expect": family.smoke.expect.replace("{version}", target.version)},
@@ -192,12 +201,14 @@ def static_labels(target: Target) -> Dict[str, str]:
         "io.cryostack.variant": target.variant_name,
         "io.cryostack.toolchain": variant.toolchain,
         "io.cryostack.accel": variant.accel,
-        "io.cryostack.targets": ",".join(variant.targets),
+        "io.cryostack.targets": ",".join(target.targets),
         "io.cryostack.source-sha256": target.spec.source.sha256 or "unpinned",
         "io.cryostack.redistributable": str(family.licence.redistributable).lower(),
     }
     if variant.cuda_arch is not None:
         labels["io.cryostack.cuda-arch"] = str(variant.cuda_arch)
+    if variant.cpu_features:
+        labels["io.cryostack.cpu-features"] = ",".join(variant.cpu_features)
     if target.spec.patches:
         labels["io.cryostack.patches"] = patching.label(target.spec.patches)
     return labels

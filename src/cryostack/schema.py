@@ -82,16 +82,12 @@ class Variant(Strict):
     accel: Literal["cpu", "cuda"]
     cuda_arch: Optional[int] = None
     cpu_flags: CompilerFlags = ""
-    targets: List[InstanceFamily] = Field(min_length=1, max_length=64, description="instance families this variant serves")
+    cpu_features: List[Literal["avx512"]] = Field(default_factory=list, description="CPU features the binaries need")
+    targets: Optional[List[InstanceFamily]] = Field(
+        None, min_length=1, max_length=64,
+        description="instance families this variant serves; default: derived from the hardware table "
+                    "(CUDA variants the families of their SM, CPU variants every family with their CPU features)")
     description: Line = ""
-
-    @field_validator("targets")
-    @classmethod
-    def _instance_families(cls, value: List[str]) -> List[str]:
-        for family in value:
-            if not re.match(r"^[a-z][a-z0-9-]*$", family):
-                raise ValueError(f"target {family!r} is not an instance family such as g5 or c6i")
-        return value
 
     @model_validator(mode="after")
     def _arch_matches_accel(self) -> "Variant":

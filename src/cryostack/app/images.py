@@ -51,7 +51,7 @@ def matrix(project: Project, settings: BuildSettings, only: Optional[str] = None
             if t.blocked not in reasons:
                 reasons.append(t.blocked)
             status = f"blocked [{reasons.index(t.blocked) + 1}]"
-        table.add_row(t.family.family, t.version, t.variant_name, ",".join(t.variant.targets),
+        table.add_row(t.family.family, t.version, t.variant_name, ",".join(t.targets),
                       image.fingerprint.short, status)
     wide = Console(highlight=False, width=max(console.width, 110))
     wide.print(table)

@@ -137,7 +137,7 @@ def entry_for(image: PlannedImage, built: dict, sif: dict) -> dict:
         "family": t.family.family,
         "version": t.version,
         "variant": t.variant_name,
-        "targets": list(v.targets),
+        "targets": t.targets,
         "accel": v.accel,
         "cuda_arch": v.cuda_arch,
         "toolchain": v.toolchain,
