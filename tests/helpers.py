@@ -13,7 +13,8 @@ from pathlib import Path
 import yaml
 
 from cryostack import record as records
-from cryostack.commands import Project, planned_images
+from cryostack.app.images import planned_images
+from cryostack.project import Project
 from cryostack.settings import BuildSettings
 from cryostack.sources import sha256_of
 

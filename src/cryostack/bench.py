@@ -10,10 +10,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import List
 
-from .build import WOULD_BUILD, build_stage_ref, decide, fingerprint_ref, prepare_context
+from .build import WOULD_BUILD, build_stage_ref, decide, prepare_context
 from .catalogue import load_catalogue
 from .engine.base import Engine
-from .plan import PlannedImage, plan
+from .plan import PlannedImage, fingerprint_ref, plan
 from .settings import BuildSettings
 from .sources import SourceMirror
 

@@ -15,8 +15,9 @@ from typing import Callable, Dict, List, Optional
 
 from . import __version__
 from .engine.base import Engine
+from .engine.buildkit import BuildCache
 from .errors import CryostackError, run_hint
-from .plan import PlannedImage, write_rendered
+from .plan import PlannedImage, fingerprint_ref, readable_ref, write_rendered
 from .record import BUILT, FAILED, SKIPPED, UNAVAILABLE, UP_TO_DATE, ImageRecord
 from .sources import SourceMirror, SourceUnavailable
 from .verify import verify
@@ -35,16 +36,6 @@ class Decision:
 
 
 Outcome = ImageRecord  # what happened to one image: one row of the summary and of the build record
-
-
-def fingerprint_ref(image: PlannedImage) -> str:
-    """The immutable tag: repository:version-variant-<fingerprint>."""
-    return f"{image.target.repository}:{image.target.tag}-{image.fingerprint.short}"
-
-
-def readable_ref(image: PlannedImage) -> str:
-    """The moving tag: repository:version-variant, the newest verified build."""
-    return f"{image.target.repository}:{image.target.tag}"
 
 
 def build_stage_ref(image: PlannedImage) -> str:
@@ -111,9 +102,16 @@ class BuildRun:
     build_dir: Path
     log_dir: Path
     network: str = "host"
+    cache_registry: Optional[str] = None  # import layers from <registry>/<repository>:<tag> (pushed earlier)
+    inline_cache: bool = False  # images carry their cache, so a push makes it importable elsewhere
     revision: str = "unknown"
     on_event: Callable[[str, str], None] = lambda key, text: None
     on_outcome: Callable[[ImageRecord], None] = lambda outcome: None
+
+    def cache_for(self, image: PlannedImage) -> BuildCache:
+        """BuildKit cache options for one image: its tag in the cache registry, and inline export."""
+        imports = (f"type=registry,ref={self.cache_registry}/{readable_ref(image)}",) if self.cache_registry else ()
+        return BuildCache(imports=imports, export="type=inline" if self.inline_cache else None)
 
 
 def run_builds(decisions: List[Decision], run: BuildRun, jobs: int = 1, keep_going: bool = False) -> List[Outcome]:
@@ -157,7 +155,7 @@ def _build_one(decision: Decision, run: BuildRun) -> Outcome:
         run.on_event(target.key, f"building (log: {log_path})")
         labels = build_labels(decision, run.revision)
         with open(log_path, "w", encoding="utf-8") as log:
-            run.engine.build(context, fingerprint_ref(image), labels, log, run.network)
+            run.engine.build(context, fingerprint_ref(image), labels, log, run.network, cache=run.cache_for(image))
             stage_ref = None
             if image.build_args["cuda_arch"] is not None:
                 # Cached: this re-tags the build stage so cuobjdump (not in the runtime) can read it.

@@ -20,7 +20,11 @@ DEF_SECTIONS = {
     "startscript", "help", "arguments",
 }
 SHELL_SECTIONS = {"setup", "post", "environment", "test", "runscript", "startscript"}
-HEADER = re.compile(r"^(Bootstrap|From|Stage|Fingerprints|Registry|Namespace|IncludeCmd|MirrorURL|OSVersion|Include):\s*(.*)$")
+HEADERS = ("Bootstrap", "From", "Stage", "Fingerprints", "Registry", "Namespace", "IncludeCmd", "MirrorURL", "OSVersion",
+           "Include")
+# Apptainer reads header keys in any case, and starts a new stage at any line beginning "bootstrap:".
+HEADER = re.compile(rf"^({'|'.join(HEADERS)}):\s*(.*)$", re.IGNORECASE)
+CANONICAL = {name.lower(): name for name in HEADERS}
 
 
 @dataclass(frozen=True)
@@ -90,17 +94,19 @@ def lint_definition(path: Path) -> List[Finding]:
         if header:  # a header line at column 0 ends any section and belongs to the current stage
             close_section()
             section, body = None, []
-            key, value = header.group(1), header.group(2).strip()
+            key, value = CANONICAL[header.group(1).lower()], header.group(2).strip()
             if key == "Bootstrap":
                 stages.append({"line": number})
             elif not stages:
                 problem(number, "DEF-HEADER", f"{key}: before any Bootstrap:")
                 continue
             stages[-1][key] = value
-        elif raw.startswith("%"):
+        elif raw.split()[:1] and raw.split()[0].startswith("%"):
+            # Apptainer opens a section at any line whose first word starts with '%', indented or not.
             close_section()
-            words = raw[1:].split()
-            name = words[0] if words else ""
+            words = raw.split()
+            words[0] = words[0][1:]
+            name = words[0]
             if not stages:
                 problem(number, "DEF-HEADER", f"%{name} before any Bootstrap:")
             if name not in DEF_SECTIONS and not name.startswith("app"):

@@ -107,6 +107,16 @@ class PlannedImage:
         }
 
 
+def fingerprint_ref(image: PlannedImage) -> str:
+    """The immutable tag: repository:version-variant-<fingerprint>."""
+    return f"{image.target.repository}:{image.target.tag}-{image.fingerprint.short}"
+
+
+def readable_ref(image: PlannedImage) -> str:
+    """The moving tag: repository:version-variant, the newest verified build."""
+    return f"{image.target.repository}:{image.target.tag}"
+
+
 def expand(catalogue: Catalogue) -> List[Target]:
     """Every (family, version, variant) the catalogue defines, in a stable order."""
     return [

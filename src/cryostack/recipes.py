@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import traceback
 from pathlib import Path
 from typing import Annotated, Dict, List, Tuple
@@ -32,6 +33,10 @@ def environment(recipes_dir: Path) -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["shquote"] = shell_quote
+    env.filters["one_line"] = one_line
+    env.filters["dockerfile_quote"] = dockerfile_quote
+    env.filters["shell_dquote"] = shell_dquote
+    env.filters["definition_line"] = definition_line
     return env
 
 
@@ -100,6 +105,59 @@ def recipe_contract(env: jinja2.Environment, context: Dict[str, object]) -> Reci
 def shell_quote(value: object) -> str:
     """Single-quote a value for POSIX shells."""
     return "'" + str(value).replace("'", "'\"'\"'") + "'"
+
+
+# Characters that end or bend a line in some reader: C0/C1 controls, DEL, the Unicode line and
+# paragraph separators, and the bidirectional controls. No output language has an escape that
+# keeps them inert everywhere, so a value holding one is refused, not rendered.
+_LINE_BREAKING = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# A reference to a variable ($PATH, ${PATH}): the only expansion a recipe's environment values use.
+_VARIABLE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})")
+
+
+def one_line(value: object) -> str:
+    """VALUE unchanged when it stays on one line in any reader; a template error otherwise.
+    For comments and other places whose only danger is a new line."""
+    text = str(value)
+    bad = _LINE_BREAKING.search(text)
+    if bad:
+        raise jinja2.TemplateRuntimeError(
+            f"{text[:60]!r} cannot be rendered on one line: it contains U+{ord(bad.group()):04X}")
+    return text
+
+
+def dockerfile_quote(value: object, variables: bool = False) -> str:
+    """VALUE as one double-quoted Dockerfile word (ENV, LABEL): backslash, quote and $ escaped,
+    so the builder takes it literally. With variables=True, $NAME and ${NAME} still expand (a
+    recipe's PATH=/opt/x/bin:$PATH); every other $ is literal."""
+    return '"' + _escape_dollars(one_line(value).replace("\\", "\\\\").replace('"', '\\"'), variables) + '"'
+
+
+def shell_dquote(value: object) -> str:
+    """VALUE as a double-quoted POSIX shell word in which only $NAME and ${NAME} expand: no command
+    substitution, no backquotes, no arithmetic. For %environment, where recipes extend $PATH."""
+    escaped = re.sub(r'([\\"`])', r"\\\1", one_line(value))
+    return '"' + _escape_dollars(escaped, variables=True) + '"'
+
+
+def definition_line(value: object) -> str:
+    """VALUE for a line of an Apptainer definition file. Apptainer opens a new section at any line
+    whose first word starts with '%', and a new stage at a line starting with 'Bootstrap:'; a
+    value on one line that does not itself start with '%' can do neither."""
+    text = one_line(value)
+    if text.lstrip().startswith("%"):
+        raise jinja2.TemplateRuntimeError(f"{text[:60]!r} would open a definition-file section (it starts with '%')")
+    return text
+
+
+def _escape_dollars(text: str, variables: bool) -> str:
+    kept = [m.span() for m in _VARIABLE.finditer(text)] if variables else []
+    out, position = [], 0
+    for start, end in kept + [(len(text), len(text))]:
+        out.append(text[position:start].replace("$", "\\$"))
+        out.append(text[start:end])
+        position = end
+    return "".join(out)
 
 
 def _template_location(exc: BaseException) -> str:

@@ -1,16 +1,20 @@
 """The catalogue's data model: one `Family` per images/*.yaml file.
 
 Every model forbids unknown keys, so a typo in the catalogue is an error, not a silent default.
+Every field has the precise type of values.py that says what it may hold: names are identifiers
+(safe as paths and shell words), text is one printable line, paths and URLs are checked; the
+templates still escape each value for their own language.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Literal, Optional
+from typing import Annotated, Dict, List, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from .checks.spec import CheckSpec
+from .values import AbsolutePath, FileName, HttpsUrl, Identifier, Line, Sha256, Text
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -18,40 +22,67 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 KNOWN_CUDA_ARCHS = (60, 61, 70, 75, 80, 86, 89, 90)
 
 
+def _compiler_flags(value: str) -> str:
+    if value and not re.match(r"^-[A-Za-z0-9_=.,+:/-]+( -[A-Za-z0-9_=.,+:/-]+)*$", value):
+        raise ValueError("must be compiler options such as -O3 -march=x86-64-v2 (each starting with '-', "
+                         "separated by single spaces; letters, digits and _ = . , + : / -)")
+    return value
+
+
+def _smoke_command(value: str) -> str:
+    # It becomes a line of its own in the definition file's %test section, where a first word
+    # starting with '%' would open a new section.
+    if not re.match(r"^[A-Za-z0-9_./]", value):
+        raise ValueError("must start with the name or path of the command to run")
+    return value
+
+
+# Compiler options for one variant: words, each an option, nothing a shell would expand.
+CompilerFlags = Annotated[str, StringConstraints(max_length=500), AfterValidator(_compiler_flags)]
+# The smoke test: shell code the maintainer writes (it runs inside the image), on one line.
+SmokeCommand = Annotated[Line, AfterValidator(_smoke_command)]
+# An instance family such as g5 or c6i.
+InstanceFamily = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
+# A Debian source package name (Debian policy 5.6.1).
+DebianPackage = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.+-]{1,99}$")]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Licence(Strict):
-    name: str
+    name: Line
     redistributable: bool = Field(description="may its images go to a public registry")
-    note: str = ""
+    note: Line = Field("", description="shown when a push is refused")
 
 
 class Command(Strict):
-    name: str
+    name: Identifier = Field(description="a wrapper of this name is made on the cluster")
     mpi: bool = False
-
-    @field_validator("name")
-    @classmethod
-    def _plain_name(cls, value: str) -> str:
-        if not re.match(r"^[A-Za-z0-9_.+-]+$", value):
-            raise ValueError(f"command name {value!r} must be a plain file name")
-        return value
 
 
 class Smoke(Strict):
-    command: str
-    expect: str = Field("", description="regular expression the output must match; {version} is replaced")
+    command: SmokeCommand
+    expect: Line = Field("", description="regular expression the output must match; {version} is replaced")
+
+    @field_validator("expect")
+    @classmethod
+    def _regular_expression(cls, value: str) -> str:
+        try:
+            re.compile(value.replace("{version}", "1.0"))
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
 
 class Variant(Strict):
     toolchain: Literal["gcc", "oneapi", "prebuilt"]
     accel: Literal["cpu", "cuda"]
     cuda_arch: Optional[int] = None
-    cpu_flags: str = ""
-    targets: List[str] = Field(min_length=1, description="instance families this variant serves")
-    description: str = ""
+    cpu_flags: CompilerFlags = ""
+    targets: List[InstanceFamily] = Field(min_length=1, max_length=64, description="instance families this variant serves")
+    description: Line = ""
 
     @field_validator("targets")
     @classmethod
@@ -75,34 +106,27 @@ class Variant(Strict):
 class DebianSource(Strict):
     """An upstream .orig tarball from Debian's source archive (apt-get source)."""
 
-    package: str
-    suite: str
+    package: DebianPackage
+    suite: Identifier
 
 
 class PypiSource(Strict):
     """A source distribution from the Python package index pip is configured with."""
 
-    name: str
-    version: str
+    name: Identifier
+    version: Identifier
 
 
 class Source(Strict):
     """Where a version's source (or installer) comes from and the sha256 that pins it."""
 
-    file: str = Field(description="file name in the source mirror")
-    url: Optional[str] = None
+    file: FileName = Field(description="file name in the source mirror")
+    url: Optional[HttpsUrl] = None
     debian: Optional[DebianSource] = None
     pypi: Optional[PypiSource] = None
     supplied_by_maintainer: bool = False
     sha256: Optional[str] = None
-    unpinned: Optional[str] = Field(None, description="why no sha256 can be cited yet; builds refuse it")
-
-    @field_validator("file")
-    @classmethod
-    def _plain_file(cls, value: str) -> str:
-        if "/" in value or value in ("", ".", ".."):
-            raise ValueError(f"file {value!r} must be a plain file name")
-        return value
+    unpinned: Optional[Line] = Field(None, description="why no sha256 can be cited yet; builds refuse it")
 
     @field_validator("sha256")
     @classmethod
@@ -125,38 +149,24 @@ class ModelWeights(Strict):
     """How RELION 5's model weights reach the image (never fetched from a hub at build time)."""
 
     strategy: Literal["site", "stage"]
-    torch_home: str
-    note: str = ""
+    torch_home: AbsolutePath
+    note: Text = ""
 
 
 class Patch(Strict):
     """A patch to the unpacked source (recipes/<recipe>/patches/<file>, applied with patch -p1)."""
 
-    file: str = Field(description="file name under the recipe's patches/ folder")
-    sha256: str
-
-    @field_validator("file")
-    @classmethod
-    def _patch_name(cls, value: str) -> str:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$", value):
-            raise ValueError(f"patch {value!r} must be a plain file name (letters, digits, . _ + -)")
-        return value
-
-    @field_validator("sha256")
-    @classmethod
-    def _hex(cls, value: str) -> str:
-        if not SHA256.match(value):
-            raise ValueError(f"sha256 {value!r} is not 64 lower-case hex digits")
-        return value
+    file: FileName = Field(description="file name under the recipe's patches/ folder")
+    sha256: Sha256
 
 
 class Version(Strict):
     source: Source
-    patches: List[Patch] = Field([], description="applied in this order after unpacking the source")
-    variants: Optional[List[str]] = Field(None, description="subset of the family's variants; default all")
+    patches: List[Patch] = Field([], max_length=100, description="applied in this order after unpacking the source")
+    variants: Optional[List[Identifier]] = Field(None, description="subset of the family's variants; default all")
     model_weights: Optional[ModelWeights] = None
     check: Optional[CheckSpec] = Field(None, description="replaces the family's check for this version")
-    note: str = ""
+    note: Text = ""
 
     @field_validator("patches")
     @classmethod
@@ -169,15 +179,15 @@ class Version(Strict):
 
 
 class Family(Strict):
-    family: str
-    description: str
-    recipe: Optional[str] = Field(None, description="folder under recipes/; default the family name")
+    family: Identifier
+    description: Line
+    recipe: Optional[Identifier] = Field(None, description="folder under recipes/; default the family name")
     licence: Licence
-    commands: List[Command] = Field(min_length=1)
+    commands: List[Command] = Field(min_length=1, max_length=1000)
     smoke: Smoke
     check: Optional[CheckSpec] = Field(None, description="the computation with a known answer that verify runs")
-    variants: Dict[str, Variant] = Field(min_length=1)
-    versions: Dict[str, Version] = Field(min_length=1)
+    variants: Dict[Identifier, Variant] = Field(min_length=1, max_length=100)
+    versions: Dict[Identifier, Version] = Field(min_length=1, max_length=1000)
 
     @field_validator("commands", mode="before")
     @classmethod
@@ -198,6 +208,10 @@ class Family(Strict):
         for name in list(self.variants) + list(self.versions):
             if not NAME.match(name):
                 raise ValueError(f"name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
+        names = [command.name for command in self.commands]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"commands: {', '.join(twice)} listed more than once (each becomes one wrapper)")
         for version_name, version in self.versions.items():
             for variant in version.variants or []:
                 if variant not in self.variants:

@@ -27,6 +27,8 @@ def printable_problem(value: str, multiline: bool = False) -> str | None:
         if char in BIDI_CONTROLS:
             return f"contains the bidirectional control U+{ord(char):04X}"
         category = unicodedata.category(char)
+        if category in ("Zl", "Zp"):  # line breaks to Python's splitlines, JavaScript, some editors
+            return f"contains the line separator U+{ord(char):04X}"
         if category in ("Cc", "Cs", "Co", "Cn") or (category == "Cf" and char != "\u200d"):
             return f"contains the control character U+{ord(char):04X}"
     return None
@@ -57,7 +59,8 @@ Text = Annotated[str, StringConstraints(max_length=8 * MAX_LINE), AfterValidator
 IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER)]
 
-Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+SHA256 = r"^[0-9a-f]{64}$"
+Sha256 = Annotated[str, StringConstraints(pattern=SHA256)]
 
 _PATH_CHARS = re.compile(r"^[A-Za-z0-9._+@%=,:/-]+$")
 
@@ -101,6 +104,46 @@ def _url(value: str) -> str:
 
 # Where a node fetches a script from, or a bucket: https or s3 only, no query, no shell text.
 Url = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_url)]
+
+
+_LOOPBACK_HTTP = re.compile(r"^http://(127\.[0-9.]+|localhost)(:[0-9]{1,5})?/")
+
+
+def _https(value: str) -> str:
+    if _LOOPBACK_HTTP.match(value):  # a mirror on this very machine, as Docker allows for registries
+        _url("https://" + value[len("http://"):])
+        return value
+    _url(value)
+    if not value.startswith("https://"):
+        raise ValueError("must be an https:// URL (or http:// on the loopback address: a local mirror); "
+                         "downloads are verified by sha256, but never fetched in clear from elsewhere")
+    return value
+
+
+# Where a source archive is downloaded from: https only, or plain http from a loopback mirror.
+HttpsUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_https)]
+
+# A plain file name (a source archive, an installer, a SIF): never a path, never an option.
+FILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$"
+FileName = Annotated[str, StringConstraints(pattern=FILE_NAME)]
+
+# An OCI content digest, the only kind cryostack pins images by.
+OCI_DIGEST = r"^sha256:[0-9a-f]{64}$"
+OciDigest = Annotated[str, StringConstraints(pattern=OCI_DIGEST)]
+# An image reference (registry/repository:tag or @digest). It becomes an argument of docker or
+# podman, so it never starts with '-' and holds no shell text.
+IMAGE_REFERENCE = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$"
+ImageReference = Annotated[str, StringConstraints(max_length=512, pattern=IMAGE_REFERENCE)]
+
+# What each pattern above means, for error messages (pydantic would quote the regular expression).
+MEANINGS = {
+    IDENTIFIER: "must be a name of letters, digits and . _ + - (not starting with '.' or '-', at most 64 characters)",
+    FILE_NAME: "must be a plain file name of letters, digits and . _ + - (no '/', not starting with '.' or '-')",
+    SHA256: "must be 64 lower-case hex digits",
+    OCI_DIGEST: "must be an OCI digest: sha256: and 64 lower-case hex digits",
+    IMAGE_REFERENCE: "must be an image reference such as registry/repository:tag (letters, digits and . _ : / @ -, "
+                     "not starting with '-')",
+}
 
 
 def confined(root: PurePosixPath | str, relpath: str) -> PurePosixPath:

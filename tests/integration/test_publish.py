@@ -165,7 +165,7 @@ def test_selecting_an_unbuilt_image_publishes_nothing(site):
     record_built(root, "hello/1.0/gcc-cpu", fake_sif(root / "build" / "hello.sif", 10_000))
     result = publish(root, efs, "--only", "hello,other")
     assert result.returncode == 2
-    assert "other/1.0/gcc-cpu (not built: invoke build)" in result.stderr and "nothing was published" in result.stderr
+    assert "other/1.0/gcc-cpu (not built: `cryostack build`)" in result.stderr and "nothing was published" in result.stderr
     assert not efs.exists()
 
 

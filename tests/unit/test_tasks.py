@@ -104,3 +104,11 @@ def test_an_unknown_option_is_bad_input():
     result = subprocess.run([*CONSOLE, "build", "--jbos", "2"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.startswith("cryostack: error: ") and "--jbos" in result.stderr
+
+
+def test_the_readme_task_table_lists_exactly_the_tasks():
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Tasks", 1)[1].split("\n## ", 1)[0]
+    documented = {re.match(r"\| `([\w.-]+)", line).group(1) for line in table.splitlines()
+                  if re.match(r"\| `[\w.-]+", line)}
+    assert documented == set(_tasks(INVOKE))

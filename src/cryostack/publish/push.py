@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, TextIO, Tuple
 
-from ..build import fingerprint_ref
 from ..engine.base import Engine
 from ..errors import BuildError, CryostackError, InputError
-from ..plan import PlannedImage
+from ..plan import PlannedImage, fingerprint_ref
 from .registry import Registry, remote_digest
 
 

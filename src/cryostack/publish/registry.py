@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import ipaddress
 import json
 import urllib.error
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..errors import BuildError, InputError
+from .fetch import CONNECT_TIMEOUT, opener
 
 MANIFEST_TYPES = ", ".join([
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -81,13 +83,15 @@ def _open(registry: Registry, path: str, method: str):
                                      headers={"Accept": MANIFEST_TYPES})
     if registry.username:
         token = base64.b64encode(f"{registry.username}:{registry.password or ''}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
+        # Unredirected: urllib does not copy it to a redirect; fetch's handler carries it over
+        # only when the redirect stays on the registry's own origin.
+        request.add_unredirected_header("Authorization", f"Basic {token}")
     try:
-        return urllib.request.urlopen(request, timeout=30)
+        return opener(None).open(request, timeout=CONNECT_TIMEOUT)
     except urllib.error.HTTPError:
         raise
-    except OSError as exc:
-        why = registry.scrub(str(getattr(exc, "reason", exc)))
+    except (OSError, http.client.HTTPException) as exc:
+        why = registry.scrub(str(getattr(exc, "reason", None) or exc))
         raise BuildError(f"registry {registry.host} cannot be reached: {why}") from None
 
 
