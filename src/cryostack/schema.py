@@ -13,8 +13,9 @@ from typing import Annotated, Dict, List, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from .values import AbsolutePath, FileName, HttpsUrl, Identifier, Line, Text
+
 from .checks.spec import CheckSpec
-from .values import AbsolutePath, FileName, HttpsUrl, Identifier, Line, Sha256, Text
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -156,13 +157,27 @@ class ModelWeights(Strict):
 class Patch(Strict):
     """A patch to the unpacked source (recipes/<recipe>/patches/<file>, applied with patch -p1)."""
 
-    file: FileName = Field(description="file name under the recipe's patches/ folder")
-    sha256: Sha256
+    file: str = Field(description="file name under the recipe's patches/ folder")
+    sha256: str
+
+    @field_validator("file")
+    @classmethod
+    def _patch_name(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$", value):
+            raise ValueError(f"patch {value!r} must be a plain file name (letters, digits, . _ + -)")
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not SHA256.match(value):
+            raise ValueError(f"sha256 {value!r} is not 64 lower-case hex digits")
+        return value
 
 
 class Version(Strict):
     source: Source
-    patches: List[Patch] = Field([], max_length=100, description="applied in this order after unpacking the source")
+    patches: List[Patch] = Field([], description="applied in this order after unpacking the source")
     variants: Optional[List[Identifier]] = Field(None, description="subset of the family's variants; default all")
     model_weights: Optional[ModelWeights] = None
     check: Optional[CheckSpec] = Field(None, description="replaces the family's check for this version")

@@ -13,7 +13,7 @@ import difflib
 import re
 import typing
 from pathlib import Path
-from typing import Any, Dict, Iterable, Literal, Tuple, Type, TypeVar
+from typing import Annotated, Any, Dict, Iterable, Literal, Tuple, Type, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -215,12 +215,12 @@ def describe(where: object, exc: ValidationError, lines: Dict[Loc, int], model: 
     """One line for the first problem pydantic found: where:line: key: what is wrong.
     An unknown key is usually a typo that also makes a required key "missing": it is named first."""
     error = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
-    loc = tuple(str(part) if not isinstance(part, int) else part for part in error["loc"])
+    tagged = tuple(str(part) if not isinstance(part, int) else part for part in error["loc"])
     kind = error["type"]
+    loc = _without_union_tags(tagged, lines, keep_last=kind == "missing")
     subject = ""
     if loc and loc[-1] == "[key]":  # pydantic's marker for a mapping key that failed its type
         loc, subject = loc[:-1], "the key "
-    tagged, loc = loc, _without_union_tags(loc, lines, keep_last=kind == "missing")
     meaning = MEANINGS.get((error.get("ctx") or {}).get("pattern"))
     if kind == "missing":
         at, detail = loc[:-1], f"missing required key {loc[-1]!r}"
@@ -242,7 +242,7 @@ def describe(where: object, exc: ValidationError, lines: Dict[Loc, int], model: 
 
 
 def _without_union_tags(loc: Loc, lines: Dict[Loc, int], keep_last: bool) -> Loc:
-    """LOC without the tags pydantic adds for a discriminated union (`check.reconstruction.box`
+    """LOC without the tags pydantic adds for a discriminated union (e.g. `check.reconstruction.box`
     for the file's `check.box`): a part that is no key of the file, under a mapping that is."""
     kept: Loc = ()
     for index, part in enumerate(loc):
@@ -277,10 +277,10 @@ def _model_at(model: Any, loc: Loc) -> type:
     """The pydantic model that validates the mapping at `loc` (for listing its valid keys)."""
     for part in loc:  # dict keys and list indices name no field: they keep the element's model
         if isinstance(model, tuple):  # a discriminated union: the tag in `loc` names the member
-            model = next((m for m in model if part in _tags(m)), model[0])
+            model = next((m for m in model if part in _tags(m)), model[-1])
         elif part in model.model_fields:
             model = _unwrap(model.model_fields[part].annotation)
-    return model[0] if isinstance(model, tuple) else model
+    return model[-1] if isinstance(model, tuple) else model
 
 
 def _tags(model: Any) -> tuple:
@@ -290,12 +290,14 @@ def _tags(model: Any) -> tuple:
 
 
 def _unwrap(annotation: Any) -> Any:
-    """Optional[X], List[X], Dict[str, X], Annotated[X, ...] -> X (the innermost model); a union
-    of several models -> the tuple of its members."""
+    """Optional[X], List[X], Dict[str, X], Annotated[X, ...] -> X; a union of models -> the tuple of its members."""
     while typing.get_origin(annotation) is not None:
+        if typing.get_origin(annotation) is Annotated:
+            annotation = typing.get_args(annotation)[0]
+            continue
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) > 1 and all(isinstance(a, type) and issubclass(a, BaseModel) for a in args):
+            return tuple(args)
         models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-        if len(models) > 1:
-            return tuple(models)
-        annotation = models[0] if models else args[-1] if typing.get_origin(annotation) is not typing.Annotated else args[0]
+        annotation = models[0] if models else args[-1]
     return annotation

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from cryostack.build import _stage_source
-from cryostack.commands import Project, planned_images
+from cryostack.app.images import planned_images
+from cryostack.project import Project
 from cryostack.errors import InputError
 from cryostack.settings import BuildSettings
 from helpers import cryostack, edit_yaml
