@@ -103,7 +103,7 @@ def judge(spec: ReconstructionCheck, workdir: Path, exit_code: int, output: str)
     summary = (f"FSC {where} (needs {spec.resolution:.1f} Å or better), {spec.views} views, "
                f"box {spec.box}, {spec.pixel_size:g} Å/px")
     return CheckResult(spec.kind, passed, summary, {
-        "fsc_resolution": round(measured, 3),
+        "fsc_resolution": round(float(measured), 3),
         "required_resolution": spec.resolution,
         "fsc_at_required": round(float(np.interp(curve.shell(spec.resolution), np.arange(len(curve.values)),
                                                  curve.values)), 4),
