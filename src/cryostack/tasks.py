@@ -104,11 +104,15 @@ def sif(c, only=None, build_dir=None):
 
 
 @task(help={"build-dir": SELECTION["build-dir"],
-            "matrix": "FAMILY[/VERSION] whose first two variants are built cold, warm and after an edit"})
-def bench(c, build_dir=None, matrix=None):
+            "matrix": "FAMILY[/VERSION] whose first two variants are built cold, warm and after an edit",
+            "wrappers": "a tree made by cluster.wrappers: time its dispatcher and wrapper against apptainer exec",
+            "command": "the command the wrapper measure runs with --version (default relion_refine)",
+            "partition": "the Slurm partition the dispatcher picks the image for (default: outside a job)"})
+def bench(c, build_dir=None, matrix=None, wrappers=None, command="relion_refine", partition=None):
     """Measure build, cache and size targets on this machine side by side; print them as ratios."""
     with reported_errors():
-        images.bench(_project(c), _settings(None, build_dir), matrix=matrix)
+        images.bench(_project(c), _settings(None, build_dir), matrix=matrix, wrappers=wrappers, command=command,
+                     partition=partition)
 
 
 @task(help=dict(TREE, only=ONLY, **{"build-dir": SELECTION["build-dir"]}))

@@ -222,7 +222,8 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
         raise BuildError(f"{len(failures)} SIF conversion(s) failed: {'; '.join(failures)}")
 
 
-def bench(project: Project, settings: BuildSettings, matrix: Optional[str] = None) -> None:
+def bench(project: Project, settings: BuildSettings, matrix: Optional[str] = None,
+          wrappers: Optional[str] = None, command: str = "relion_refine", partition: Optional[str] = None) -> None:
     """Measure the speed and size targets on this machine; print values and ratios."""
     from .. import bench as measures
     from .. import record as records
@@ -239,6 +240,10 @@ def bench(project: Project, settings: BuildSettings, matrix: Optional[str] = Non
             rows += measures.matrix_cost(project.root, settings, engine, mirror, matrix, Path(work))
     else:
         rows.append(measures.missing("matrix cost", "give --matrix FAMILY[/VERSION] (builds two variants and an edit)"))
+    if wrappers:
+        rows.append(measures.wrapper_cost(Path(wrappers), command, partition))
+    else:
+        rows.append(measures.missing("wrapper overhead", "give --wrappers PREFIX (a tree from cluster.wrappers)"))
     rows += measures.stage_sizes(images, engine, build_dir) or [
         measures.missing("RELION runtime / build stage", f"no RELION image built yet: {run_hint('build --only relion')}")]
     rows += measures.sif_conversion(records.read(build_dir)) or [
