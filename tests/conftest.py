@@ -160,6 +160,23 @@ def registry(tmp_path_factory, moto_ecr) -> LocalRegistry:
         server.wait()
 
 
+@pytest.fixture(scope="session")
+def open_registry(tmp_path_factory) -> str:
+    """Debian's docker-registry on 127.0.0.1 without authentication (as a CI cache registry runs); host:port."""
+    binary = shutil.which("docker-registry")
+    if not binary:
+        _unavailable("needs docker-registry (apt-get install docker-registry)")
+    work, port = tmp_path_factory.mktemp("open-registry"), free_port()
+    (work / "config.yml").write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {work / 'data'}\n"
+                                     f"http:\n  addr: 127.0.0.1:{port}\n")
+    server = subprocess.Popen([binary, "serve", str(work / "config.yml")], stdout=open(work / "log", "w"),
+                              stderr=subprocess.STDOUT)
+    wait_for_http(f"http://127.0.0.1:{port}/v2/")
+    yield f"127.0.0.1:{port}"
+    server.terminate()
+    server.wait()
+
+
 @dataclass
 class Slurm:
     conf: Path

@@ -8,7 +8,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 from .build import WOULD_BUILD, build_stage_ref, decide, prepare_context
 from .catalogue import load_catalogue
@@ -130,6 +130,19 @@ def matrix_cost(root: Path, settings: BuildSettings, engine: Engine, mirror: Sou
         Measure(f"one-line recipe edit of {first.target.key}", f"{edit:.0f} s vs {cold:.0f} s cold",
                 f"{edit / cold:.2f}x the cold build", "below 1: the compiler cache serves the unchanged sources"),
     ]
+
+
+def wrapper_cost(prefix: Path, command: str, partition: Optional[str]) -> Measure:
+    """The generated dispatcher and wrapper against a direct `apptainer exec` of the same SIF."""
+    from .cluster.overhead import wrapper_overhead
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    if partition:
+        env["SLURM_JOB_PARTITION"] = partition
+    result = wrapper_overhead(prefix, command, env=env)
+    return Measure(f"wrapper overhead: {command}", f"+{result.overhead_ms:.1f} ms ({result.wrapped_ms:.1f} ms vs "
+                   f"{result.direct_ms:.1f} ms direct, median of {result.runs})", f"{result.ratio:.3f}x a direct exec",
+                   "target: within 20 ms of `apptainer exec` of the same SIF")
 
 
 def missing(name: str, why: str) -> Measure:

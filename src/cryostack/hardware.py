@@ -147,6 +147,16 @@ class Hardware:
         return [name for name, row in self.rows.items() if not row.gpu and needed <= row.features]
 
 
+    def families_for_image(self, accel: str, cuda_arch: Optional[int] = None,
+                           cpu_features: Iterable[str] = ()) -> List[str]:
+        """The families an image can run on: a CUDA image those whose GPU has exactly its SM, a CPU
+        image every family (GPU nodes have CPUs too) whose CPU has the features it needs."""
+        if accel == "cuda":
+            return self.families_for(accel, cuda_arch)
+        needed = set(cpu_features)
+        return [name for name, row in self.rows.items() if needed <= row.features]
+
+
 @lru_cache(maxsize=1)
 def shipped() -> Hardware:
     """The table shipped with cryostack."""

@@ -24,13 +24,20 @@ class Part(BaseModel):
 
 
 class CheckOutcome(Part):
-    """The functional check's verdict and what it measured."""
+    """The functional check's verdict and what it measured; `spec` is a digest of the declaration,
+    so a check that a maintainer or site changed runs again."""
 
     name: str
     passed: bool
     summary: str
     measures: Dict[str, float] = {}
     seconds: float = 0.0
+    spec: str = ""
+
+    @classmethod
+    def of(cls, result, spec_digest: str) -> "CheckOutcome":
+        return cls(name=result.kind, passed=result.passed, summary=result.summary, measures=dict(result.measures),
+                   seconds=result.seconds, spec=spec_digest)
 
 
 class SifRecord(Part):

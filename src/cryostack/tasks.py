@@ -29,6 +29,8 @@ BUILDING = dict(
     jobs="how many images to build at once (default 1)",
     keep_going="when one image fails, build every other one anyway",
     dry_run="print what would be built and why, build nothing",
+    cache_from="registry HOST[:PORT][/PATH] whose <repository>:<version>-<variant> images lend their layers (CI shards)",
+    inline_cache="store the build cache in each image, so that pushing it makes it a --cache-from for others",
 )
 TREE = {
     "efs-root": "root of the shared image store, e.g. /efs/cryostack",
@@ -77,19 +79,21 @@ def base_image(c, suite="bookworm", force=False):
 
 
 @task(help=BUILDING)
-def build(c, only=None, jobs=1, keep_going=False, dry_run=False, base_image=None, build_dir=None):
+def build(c, only=None, jobs=1, keep_going=False, dry_run=False, base_image=None, build_dir=None, cache_from=None,
+          inline_cache=False):
     """Build and verify the selected images that are out of date."""
     with reported_errors():
-        images.build(_project(c), _settings(base_image, build_dir), only,
-                       jobs=jobs, keep_going=keep_going, dry_run=dry_run)
+        images.build(_project(c), _settings(base_image, build_dir), only, jobs=jobs, keep_going=keep_going,
+                     dry_run=dry_run, cache_from=cache_from, inline_cache=inline_cache)
 
 
 @task(help={k: v for k, v in BUILDING.items() if k != "only"})
-def build_all(c, jobs=1, keep_going=False, dry_run=False, base_image=None, build_dir=None):
+def build_all(c, jobs=1, keep_going=False, dry_run=False, base_image=None, build_dir=None, cache_from=None,
+              inline_cache=False):
     """Build and verify every out-of-date image; reports which entries cannot be built here and why."""
     with reported_errors():
-        images.build(_project(c), _settings(base_image, build_dir), None,
-                       jobs=jobs, keep_going=keep_going, dry_run=dry_run, everything=True)
+        images.build(_project(c), _settings(base_image, build_dir), None, jobs=jobs, keep_going=keep_going,
+                     dry_run=dry_run, everything=True, cache_from=cache_from, inline_cache=inline_cache)
 
 
 @task(help={"only": ONLY, "build-dir": SELECTION["build-dir"]})
@@ -100,11 +104,15 @@ def sif(c, only=None, build_dir=None):
 
 
 @task(help={"build-dir": SELECTION["build-dir"],
-            "matrix": "FAMILY[/VERSION] whose first two variants are built cold, warm and after an edit"})
-def bench(c, build_dir=None, matrix=None):
+            "matrix": "FAMILY[/VERSION] whose first two variants are built cold, warm and after an edit",
+            "wrappers": "a tree made by cluster.wrappers: time its dispatcher and wrapper against apptainer exec",
+            "command": "the command the wrapper measure runs with --version (default relion_refine)",
+            "partition": "the Slurm partition the dispatcher picks the image for (default: outside a job)"})
+def bench(c, build_dir=None, matrix=None, wrappers=None, command="relion_refine", partition=None):
     """Measure build, cache and size targets on this machine side by side; print them as ratios."""
     with reported_errors():
-        images.bench(_project(c), _settings(None, build_dir), matrix=matrix)
+        images.bench(_project(c), _settings(None, build_dir), matrix=matrix, wrappers=wrappers, command=command,
+                     partition=partition)
 
 
 @task(help=dict(TREE, only=ONLY, **{"build-dir": SELECTION["build-dir"]}))

@@ -127,11 +127,22 @@ HttpsUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_ht
 FILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$"
 FileName = Annotated[str, StringConstraints(pattern=FILE_NAME)]
 
+# An OCI content digest, the only kind cryostack pins images by.
+OCI_DIGEST = r"^sha256:[0-9a-f]{64}$"
+OciDigest = Annotated[str, StringConstraints(pattern=OCI_DIGEST)]
+# An image reference (registry/repository:tag or @digest). It becomes an argument of docker or
+# podman, so it never starts with '-' and holds no shell text.
+IMAGE_REFERENCE = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$"
+ImageReference = Annotated[str, StringConstraints(max_length=512, pattern=IMAGE_REFERENCE)]
+
 # What each pattern above means, for error messages (pydantic would quote the regular expression).
 MEANINGS = {
     IDENTIFIER: "must be a name of letters, digits and . _ + - (not starting with '.' or '-', at most 64 characters)",
     FILE_NAME: "must be a plain file name of letters, digits and . _ + - (no '/', not starting with '.' or '-')",
     SHA256: "must be 64 lower-case hex digits",
+    OCI_DIGEST: "must be an OCI digest: sha256: and 64 lower-case hex digits",
+    IMAGE_REFERENCE: "must be an image reference such as registry/repository:tag (letters, digits and . _ : / @ -, "
+                     "not starting with '-')",
 }
 
 

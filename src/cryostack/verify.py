@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import List, Optional
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
 
+from .checks.result import CheckResult
 from .engine.base import Engine
 from .errors import last_line
 from .plan import PlannedImage
@@ -64,8 +67,34 @@ def cuda_architectures(engine: Engine, build_stage_ref: str, prefix: str) -> Lis
     return sorted(set(re.findall(r"\bsm_(\d+)\b", output)), key=int)
 
 
-def verify(engine: Engine, ref: str, image: PlannedImage, build_stage_ref: Optional[str]) -> List[str]:
-    """Every problem found in a built image; an empty list means it passed."""
+def functional_check(image: PlannedImage, run_in: Callable[[str, Path, int], Tuple[int, str]]) -> Optional[CheckResult]:
+    """Run the version's functional check through RUN_IN(script, workdir, timeout), which runs the
+    script in the image or its SIF with the work directory at /check; None when none is declared."""
+    target = image.target
+    spec = target.family.check_of(target.version)
+    if spec is None:
+        return None
+    from .checks.run import run_check  # numpy, mrcfile, starfile: only where a check runs
+
+    return run_check(spec, target.version, lambda script, workdir: run_in(script, workdir, spec.timeout))
+
+
+def in_docker(engine: Engine, ref: str) -> Callable[[str, Path, int], Tuple[int, str]]:
+    """Run a check's script in a container of REF, without network."""
+    return lambda script, workdir, timeout: engine.run(
+        ref, script, timeout=timeout, volumes={str(workdir): {"bind": "/check", "mode": "rw"}})
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Every problem found in a built image (none: it passed), and what its functional check measured."""
+
+    problems: List[str]
+    check: Optional[CheckResult] = None
+
+
+def verify(engine: Engine, ref: str, image: PlannedImage, build_stage_ref: Optional[str]) -> Verification:
+    """Smoke test, promised commands, shared libraries, CUDA SM, then the functional check."""
     prefix = image.contract.prefix
     problems = [p for p in (
         smoke_test(engine, ref, image),
@@ -80,4 +109,9 @@ def verify(engine: Engine, ref: str, image: PlannedImage, build_stage_ref: Optio
             problems.append(f"binaries carry no sm_{arch} code (cuobjdump found: {shown})")
         elif found != [str(arch)]:  # a variant carries exactly the SM it claims, so its label can be trusted
             problems.append(f"binaries carry other SMs besides sm_{arch} (cuobjdump found: {shown})")
-    return problems
+    checked = None
+    if not problems:  # an image that does not start cannot compute anything: no need to try
+        checked = functional_check(image, in_docker(engine, ref))
+        if checked is not None and not checked.passed:
+            problems.append(checked.describe())
+    return Verification(problems, checked)

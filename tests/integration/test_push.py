@@ -125,3 +125,20 @@ def test_push_to_ecr_creates_the_repository_and_never_shows_the_token(built, reg
 
     again = run_push(built, "--ecr", "--registry", registry.url, "--only", "hello", env=moto_ecr)
     assert again.returncode == 0 and "created" not in again.stdout
+
+
+def test_a_ci_shard_imports_layers_another_shard_pushed(tmp_path, base_image, open_registry, engine):
+    """Shard one builds with --inline-cache and pushes; shard two builds with --cache-from that registry,
+    and BuildKit takes the layers' cache from it."""
+    root = make_hello_project(tmp_path, {"shard": ("-O2", "hello {version}")})
+    first = cryostack("--root", str(root), "build", "--inline-cache")
+    assert first.returncode == 0, first.stdout + first.stderr
+    pushed = cryostack("--root", str(root), "push", "--registry", open_registry)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    for tag in engine.images("cryostack/shard"):  # shard two's engine has none of shard one's images
+        engine.untag(tag)
+    second = cryostack("--root", str(root), "build", "--cache-from", open_registry)
+    assert second.returncode == 0, second.stdout + second.stderr
+    log = (root / "build" / "logs" / "shard_1.0_gcc-cpu.log").read_text()
+    assert f"importing cache manifest from {open_registry}/cryostack/shard:1.0-gcc-cpu" in log
+    assert "failed to import cache" not in log.lower()

@@ -12,23 +12,6 @@ from cryostack.errors import InputError
 from helpers import ROOT, cryostack
 
 
-def test_shipped_catalogue_has_every_family_and_variant():
-    catalogue = load_catalogue(ROOT / "images")
-    assert set(catalogue.families) == {"relion", "ctffind", "cryolo", "chimera"}
-    relion = catalogue.families["relion"]
-    assert set(relion.variants) == {"gcc-cuda75", "gcc-cuda86", "gcc-cpu", "oneapi-cpu-avx512"}
-    assert relion.variants["gcc-cuda75"].cuda_arch == 75 and relion.variants["gcc-cuda75"].targets == ["g4dn"]
-    assert relion.variants["gcc-cuda86"].cuda_arch == 86 and relion.variants["gcc-cuda86"].targets == ["g5"]
-    assert "c6i" in relion.variants["oneapi-cpu-avx512"].targets
-    assert {"3.1.3", "4.0.1", "5.0.1"} <= set(relion.versions)
-    assert relion.versions["5.0.1"].model_weights.strategy == "site"
-    mpi = {c.name for c in relion.commands if c.mpi}
-    assert {"relion_refine_mpi", "relion_motion_refine_mpi"} <= mpi
-    assert not catalogue.families["cryolo"].licence.redistributable
-    assert not catalogue.families["chimera"].licence.redistributable
-    assert catalogue.families["ctffind"].licence.redistributable
-
-
 STAGED = ROOT.parent / "shared" / "sources"
 
 
@@ -58,7 +41,7 @@ MALFORMED = [
     ("unknown top-level key", lambda t: t.replace("description:", "descripton:", 1), 3,
      "descripton: unknown key 'descripton'"),
     ("unknown variant field", lambda t: t.replace("    cuda_arch: 75", "    cuda_archs: 75"), None,
-     "variants.gcc-cuda75.cuda_archs: unknown key 'cuda_archs' (did you mean 'cuda_arch'? valid keys: accel, cpu_flags, cuda_arch"),
+     "variants.gcc-cuda75.cuda_archs: unknown key 'cuda_archs' (did you mean 'cuda_arch'? valid keys: accel, cpu_features, cpu_flags, cuda_arch"),
     ("wrong type", lambda t: t.replace("cuda_arch: 86", "cuda_arch: fast"), None,
      "variants.gcc-cuda86.cuda_arch: Input should be a valid integer"),
     ("missing sha256", lambda t: t.replace(

@@ -115,3 +115,24 @@ def test_cpu_images_serve_new_cpu_families_by_their_declared_features(tmp_path):
     assert "gcc-avx512" in next(a for a in recorder.calls()[-1]["argv"] if a.endswith(".sif"))
     older = run(prefix / "bin" / "relion_refine", env=recorder.env(SLURM_JOB_PARTITION="c7i", CRYOSTACK_RELION="4.0.1"))
     assert older.returncode == 2 and "relion 4.0.1 is not published for instance family c7i" in older.stderr
+
+
+def test_a_new_gpu_family_is_served_by_one_variant_without_listing_targets(project):
+    """Adding g6 (L4, sm_89): its row is in the table; the catalogue needs only a variant for sm_89,
+    and the instance families each variant serves come from the table, not from hand-kept lists."""
+    from cryostack.catalogue import load_catalogue
+    from cryostack.plan import expand
+    from helpers import edit_yaml
+
+    edit_yaml(project / "images" / "relion.yaml", lambda data: data["variants"].update(
+        {"gcc-cuda89": {"toolchain": "gcc", "accel": "cuda", "cuda_arch": 89, "description": "NVIDIA L4 (g6)"}}))
+    entries = {t.key: t for t in expand(load_catalogue(project / "images"))}
+    table = shipped()
+    for key, target in entries.items():
+        variant = target.variant
+        if variant.accel == "cuda" and variant.cuda_arch:
+            assert target.targets == [f for f, row in table.rows.items() if row.gpu and row.gpu.sm == variant.cuda_arch]
+        if variant.cpu_features:
+            assert all(table.row(f).cpu.avx512 for f in target.targets), key
+    newest = max((t for t in entries.values() if t.variant_name == "gcc-cuda89"), key=lambda t: t.version)
+    assert newest.targets == ["g6"]

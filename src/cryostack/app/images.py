@@ -51,7 +51,7 @@ def matrix(project: Project, settings: BuildSettings, only: Optional[str] = None
             if t.blocked not in reasons:
                 reasons.append(t.blocked)
             status = f"blocked [{reasons.index(t.blocked) + 1}]"
-        table.add_row(t.family.family, t.version, t.variant_name, ",".join(t.variant.targets),
+        table.add_row(t.family.family, t.version, t.variant_name, ",".join(t.targets),
                       image.fingerprint.short, status)
     wide = Console(highlight=False, width=max(console.width, 110))
     wide.print(table)
@@ -91,7 +91,8 @@ def base_image(project: Project, settings: BuildSettings, suite: str = "bookworm
 
 
 def build(project: Project, settings: BuildSettings, only: Optional[str] = None, jobs: int = 1,
-          keep_going: bool = False, dry_run: bool = False, everything: bool = False) -> None:
+          keep_going: bool = False, dry_run: bool = False, everything: bool = False,
+          cache_from: Optional[str] = None, inline_cache: bool = False) -> None:
     """Build (and verify) what is out of date. `everything`: build-all, where entries that cannot
     be built here are reported but are not failures; with a selection they are failures."""
     from .. import record as records
@@ -105,16 +106,16 @@ def build(project: Project, settings: BuildSettings, only: Optional[str] = None,
     engine = connect()
     if not dry_run:
         _make_local_bases(project, settings, engine, images)
-    decisions = decide(images, engine)
+    build_dir = project.resolve(settings.build_dir)
+    record, lock = records.read(build_dir), threading.Lock()
+    decisions = decide(images, engine, record=record)
     if dry_run:
         table = Table("image", "action", "why", box=None)
         for d in decisions:
             table.add_row(d.image.target.key, d.action, d.reason)
         Console(highlight=False, width=max(console.width, 140)).print(table)
         return
-    build_dir = project.resolve(settings.build_dir)
     progress = Progress([d.image.target.key for d in decisions])
-    record, lock = records.read(build_dir), threading.Lock()
 
     def keep(outcome: Outcome) -> None:  # each image's result is on disk as soon as it is known
         with lock:
@@ -122,7 +123,8 @@ def build(project: Project, settings: BuildSettings, only: Optional[str] = None,
             records.write(build_dir, record)
 
     run = BuildRun(engine, SourceMirror(project.resolve(settings.source_mirror), settings.source_path), build_dir,
-                   build_dir / "logs", revision=git_revision(project.root), on_event=progress.update, on_outcome=keep)
+                   build_dir / "logs", revision=git_revision(project.root), on_event=progress.update, on_outcome=keep,
+                   cache_registry=cache_from, inline_cache=inline_cache)
     with progress:
         outcomes: List[Outcome] = run_builds(decisions, run, jobs=jobs, keep_going=keep_going)
     _summary(outcomes)
@@ -162,21 +164,30 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
     from ..engine.apptainer import Apptainer
     from ..engine.base import connect
     from ..sources import sha256_of
-    from ..verify import smoke_problem
+    from ..verify import functional_check, smoke_problem
 
     images = planned_images(project, settings, only)
     engine = connect()
     build_dir = project.resolve(settings.build_dir)
     apptainer = Apptainer(engine, project.recipes_dir / "tools" / "apptainer.Dockerfile",
                           build_dir / "logs" / "apptainer.log")
-    ready = [image for image in images if engine.image(fingerprint_ref(image)) is not None]
+    record = records.read(build_dir)
+
+    def verified(image: PlannedImage) -> bool:  # only what passed verification, its check included
+        entry = record.get(image.target.key, image.fingerprint.digest)
+        declared = image.target.family.check_of(image.target.version) is not None
+        return (engine.image(fingerprint_ref(image)) is not None and entry is not None and entry.verified
+                and (not declared or (entry.check is not None and entry.check.passed)))
+
+    ready = [image for image in images if verified(image)]
     for image in images:
         if image not in ready and not image.target.blocked:
-            console.print(f"sif {image.target.key}: not built (run {run_hint('build --only ' + image.target.key)})", markup=False)
+            console.print(f"sif {image.target.key}: not built and verified (run "
+                          f"{run_hint('build --only ' + image.target.key)})", markup=False)
     if not ready:
         raise BuildError("no built image to convert" + (f" in --only {only!r}" if only else ""))
     apptainer.ensure()
-    failures, record = [], records.read(build_dir)
+    failures = []
     for image in ready:
         key, fingerprint = image.target.key, image.fingerprint
         dest = build_dir / "sif" / image.target.family.family / image.target.version / image.target.variant_name / f"{fingerprint.short}.sif"
@@ -190,6 +201,10 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
             problem = smoke_problem(image.build_args["smoke"], *apptainer.exec(dest, image.build_args["smoke"]["command"]))
             if problem:
                 raise BuildError(f"in the SIF: {problem}")
+            checked = functional_check(image, lambda script, workdir, timeout: apptainer.exec(
+                dest, script, binds={workdir: "/check"}))
+            if checked is not None and not checked.passed:
+                raise BuildError(f"in the SIF: {checked.describe()}")
         except CryostackError as exc:
             failures.append(f"{key}: {exc}")
             console.print(f"sif {key}: failed: {exc}", markup=False)
@@ -198,15 +213,17 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
         entry = record.get(key, fingerprint.digest)
         if entry is not None:
             entry.sif = records.SifRecord(path=str(dest), sha256=sha256_of(dest), size=dest.stat().st_size,
-                                          seconds=seconds)
+                                          seconds=seconds, check=checked and records.CheckOutcome.of(checked, entry.check.spec))
             records.write(build_dir, record)
-        console.print(f"sif {key}: {relative(dest)} ({dest.stat().st_size / 1e6:.0f} MB, {seconds:.0f}s, smoke test passed)",
-                      markup=False)
+        passed = f"; {checked.describe()}" if checked else ""
+        console.print(f"sif {key}: {relative(dest)} ({dest.stat().st_size / 1e6:.0f} MB, {seconds:.0f}s, smoke test passed"
+                      f"{passed})", markup=False)
     if failures:
         raise BuildError(f"{len(failures)} SIF conversion(s) failed: {'; '.join(failures)}")
 
 
-def bench(project: Project, settings: BuildSettings, matrix: Optional[str] = None) -> None:
+def bench(project: Project, settings: BuildSettings, matrix: Optional[str] = None,
+          wrappers: Optional[str] = None, command: str = "relion_refine", partition: Optional[str] = None) -> None:
     """Measure the speed and size targets on this machine; print values and ratios."""
     from .. import bench as measures
     from .. import record as records
@@ -223,6 +240,10 @@ def bench(project: Project, settings: BuildSettings, matrix: Optional[str] = Non
             rows += measures.matrix_cost(project.root, settings, engine, mirror, matrix, Path(work))
     else:
         rows.append(measures.missing("matrix cost", "give --matrix FAMILY[/VERSION] (builds two variants and an edit)"))
+    if wrappers:
+        rows.append(measures.wrapper_cost(Path(wrappers), command, partition))
+    else:
+        rows.append(measures.missing("wrapper overhead", "give --wrappers PREFIX (a tree from cluster.wrappers)"))
     rows += measures.stage_sizes(images, engine, build_dir) or [
         measures.missing("RELION runtime / build stage", f"no RELION image built yet: {run_hint('build --only relion')}")]
     rows += measures.sif_conversion(records.read(build_dir)) or [

@@ -94,7 +94,7 @@ def prune(efs_root: Optional[str], keep: int) -> None:
         for path in list(removals):
             try:
                 freed += tree.remove(path)
-            except BuildError as exc:  # something other than our file is there: left alone, and kept listed
+            except BuildError as exc:  # something other than our file is there (a link, a folder): left alone
                 skipped.append(str(exc))
                 removals.remove(path)
         tree.write_manifest(manifest)

@@ -21,7 +21,7 @@ from .. import __version__
 from ..errors import InputError
 from ..jsonfile import load_json
 from ..plan import PlannedImage
-from ..values import AbsolutePath, FileName, Identifier, Line, RelativePath, Sha256
+from ..values import AbsolutePath, FileName, Identifier, ImageReference, Line, OciDigest, RelativePath, Sha256
 from ..yamlfile import Loc, describe, key_path, nearest_line
 
 SCHEMA_VERSION = 1
@@ -30,14 +30,10 @@ MAX_MANIFEST_BYTES = 64 << 20
 MAX_SIF_BYTES = 1 << 44  # 16 TiB: far beyond any image, well inside every integer type
 
 Timestamp = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$")]
-OciDigest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
 # host[:port] of a registry, and a repository path as the OCI distribution spec spells it.
 RegistryHost = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?$")]
 Repository = Annotated[str, StringConstraints(
     max_length=255, pattern=r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")]
-# An image reference (registry/repository:tag or @digest). It becomes an argument of docker or
-# podman in the wrappers, so it never starts with '-' and holds no shell text.
-ImageReference = Annotated[str, StringConstraints(max_length=512, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
 InstanceFamily = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")]
 ImageId = Annotated[str, StringConstraints(pattern=r"^(sha256:[0-9a-f]{64})?$")]
@@ -85,6 +81,20 @@ class Past(Part):
     published: Timestamp
 
 
+class PatchRef(Part):
+    file: FileName
+    sha256: Sha256
+
+
+class Checked(Part):
+    """What the image's functional check measured when it was verified."""
+
+    name: Identifier
+    passed: bool
+    summary: Line
+    measures: Dict[Identifier, float] = Field(default_factory=dict, max_length=64)
+
+
 class Entry(Part):
     family: Identifier
     version: Identifier
@@ -106,6 +116,8 @@ class Entry(Part):
     built: Union[Timestamp, Literal[""]] = ""
     published: Timestamp
     history: List[Past] = Field(default_factory=list, max_length=1000)
+    patches: List[PatchRef] = Field(default_factory=list, max_length=100)
+    check: Optional[Checked] = None
 
 
 _LABELS = TypeAdapter(Dict[LabelKey, Line])
@@ -134,14 +146,14 @@ def sif_relpath(image: PlannedImage) -> str:
 
 
 def entry_for(image: PlannedImage, built: dict, sif: dict) -> dict:
-    """The manifest entry of one image, from the plan and what build/report.json recorded."""
+    """The manifest entry of one image, from the plan and what the build record says of it."""
     t, v = image.target, image.target.variant
     labels = _publishable_labels(built.get("labels") or {})
     return {
         "family": t.family.family,
         "version": t.version,
         "variant": t.variant_name,
-        "targets": list(v.targets),
+        "targets": t.targets,
         "accel": v.accel,
         "cuda_arch": v.cuda_arch,
         "toolchain": v.toolchain,
@@ -157,6 +169,9 @@ def entry_for(image: PlannedImage, built: dict, sif: dict) -> dict:
         "labels": labels,
         "built": labels.get("org.opencontainers.image.created", ""),
         "published": now(),
+        "patches": [{"file": p.file, "sha256": p.sha256} for p in t.spec.patches],
+        "check": {k: (built.get("check") or {}).get(k) for k in ("name", "passed", "summary", "measures")}
+        if built.get("check") else None,
     }
 
 
