@@ -149,6 +149,60 @@ def fill(template: str, **fields) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+# --- sites on the test Slurm (tests/integration) ---------------------------------------------
+
+# The test Slurm's partitions (conftest.slurm) and an instance type of each family.
+INSTANCES = {"g5": "g5.12xlarge", "g4dn": "g4dn.12xlarge", "c6i": "c6i.32xlarge"}
+
+def slurm_client() -> dict:
+    """Where Debian puts the Slurm client: what containers get bound in to submit jobs."""
+    libmunge = next(Path("/usr/lib").glob("*/libmunge.so.2"), None)
+    return {"commands": [shutil.which("sbatch")], "paths": [str(p) for p in Path("/usr/lib").glob("*/slurm-wlm")],
+            "libraries": [str(libmunge)] if libmunge else []}
+
+
+def site_wrappers(work: Path, manifest: Path, runtime: str, **changes) -> Path:
+    """A site file for the test Slurm's partitions and the wrappers generated from it."""
+    (work / "scratch").mkdir(exist_ok=True)
+    site = dict(runtime=runtime, extra_binds=[str(work)], variants={}, fsx=None, node_scratch=str(work / "scratch"),
+                image_store={"efs_id": "fs-0123456789abcdef0", "mount": str(manifest.parent), "root": str(manifest.parent)},
+                queues=[{"name": f, "instance_types": [t], "max_count": 2} for f, t in INSTANCES.items()],
+                slurm_client=slurm_client(), module_system="lmod")
+    if runtime != "apptainer":
+        site["runtime_install"] = None
+    site.update(changes)
+    site_file = write_site(work / f"site-{runtime}.yaml", **site)
+    prefix = work / f"cluster-{runtime}"
+    result = cryostack("cluster.wrappers", "--site", str(site_file), "--manifest", str(manifest), "--prefix", str(prefix))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return prefix
+
+
+# Debian ships no host Apptainer for bookworm; sid's runs in the tool container (ENVIRONMENT.md),
+# where loop devices cannot be attached, so SIFs are mounted with --userns (squashfuse). This
+# stand-in for /usr/bin/apptainer forwards an `apptainer exec` there. The container shares the
+# host's network, IPC, PIDs and /tmp (where the test Slurm keeps munge's socket and PMIx's
+# rendezvous) and gets Slurm's and PMIx's variables, as a host Apptainer would; the wrapper's own
+# arguments pass through untouched.
+APPTAINER_SHIM = """#!/bin/bash
+[ "$1" = exec ] || {{ echo "apptainer stand-in: only exec" >&2; exit 64; }}
+shift
+env_args=()
+while IFS= read -r name; do env_args+=(-e "$name"); done < <(compgen -e | grep -E '^(PMIX|PMI|OMPI|SLURM|CRYOSTACK|RELION|OMP)_' || true)
+exec docker run --rm -i --network host --ipc host --pid host --cap-add SYS_ADMIN --security-opt seccomp=unconfined \\
+    --security-opt apparmor=unconfined --device /dev/fuse -v /tmp:/tmp -v {work}:{work} {extra} "${{env_args[@]}}" \\
+    -w "$PWD" local/apptainer:sid apptainer exec --userns "$@"
+"""
+
+
+def apptainer_shim(work: Path, extra: str = "") -> Path:
+    shim = work / "apptainer-bin" / "apptainer"
+    shim.parent.mkdir(exist_ok=True)
+    shim.write_text(APPTAINER_SHIM.format(work=work, extra=extra))
+    shim.chmod(0o755)
+    return shim.parent
+
+
 # --- module systems from Debian ----------------------------------------------------------------
 
 LMOD_INIT = Path("/usr/share/lmod/lmod/init/bash")

@@ -21,8 +21,7 @@ import numpy as np
 import pytest
 
 from helpers import cryostack
-from sites import LMOD_INIT, fill
-from test_slurm import apptainer_shim, site_wrappers
+from sites import LMOD_INIT, apptainer_shim, fill, site_wrappers
 
 pytestmark = pytest.mark.docker
 
