@@ -125,3 +125,12 @@ def test_push_to_ecr_creates_the_repository_and_never_shows_the_token(built, reg
 
     again = run_push(built, "--ecr", "--registry", registry.url, "--only", "hello", env=moto_ecr)
     assert again.returncode == 0 and "created" not in again.stdout
+
+
+def test_a_push_without_the_build_logs_folder_makes_it(built, registry):
+    import shutil
+    shutil.rmtree(built / "build" / "logs", ignore_errors=True)
+    result = run_push(built, "--registry", registry.url, "--username", registry.username, "--only", "hello",
+                      password=registry.password)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (built / "build" / "logs" / "push.log").is_file()
