@@ -21,8 +21,9 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cryostack import commands
-from cryostack.commands import Project, planned_images
+from cryostack.app import store
+from cryostack.app.images import planned_images
+from cryostack.project import Project
 from cryostack.errors import BuildError, InputError
 from cryostack.lint import hadolint_binary, lint_definition
 from cryostack.publish import manifest as manifests
@@ -352,7 +353,7 @@ def test_a_hostile_manifest_is_refused_or_pulled_inside_the_tree(mutations, asci
             _assert_confined(checked)
         event("refused" if checked is None else "accepted")
         try:
-            commands.pull(str(tree), str(source))
+            store.pull(str(tree), str(source))
             pulled = True
             event("pulled")
         except InputError:
