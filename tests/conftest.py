@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cryostack.baseimage import make_base_image
-from cryostack.engine.docker import DockerEngine
+from cryostack.engine.base import Engine, connect
 from cryostack.errors import BuildError
 from cryostack.settings import LOCAL_DEBIAN
 from helpers import FAMILIES, ROOT, make_hello_project
@@ -47,15 +47,15 @@ def host_mpirun() -> str:
 
 
 @pytest.fixture(scope="session")
-def engine() -> DockerEngine:
+def engine() -> Engine:
     try:
-        return DockerEngine.connect()
+        return connect()
     except BuildError as exc:
         _unavailable(f"needs a Docker engine: {exc}")
 
 
 @pytest.fixture(scope="session")
-def base_image(engine: DockerEngine, tmp_path_factory) -> str:
+def base_image(engine: Engine, tmp_path_factory) -> str:
     """The local Debian base image, made with debootstrap if this engine does not have it yet."""
     work = tmp_path_factory.mktemp("base")
     make_base_image(engine, LOCAL_DEBIAN, "bookworm", work, work / "debootstrap.log")
@@ -63,17 +63,16 @@ def base_image(engine: DockerEngine, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def hello_project(tmp_path_factory, engine: DockerEngine, base_image: str):
+def hello_project(tmp_path_factory, engine: Engine, base_image: str):
     root = make_hello_project(tmp_path_factory.mktemp("hello"))
     yield root
     for name in FAMILIES:
-        for image in engine.client.images.list(name=f"cryostack/{name}"):
-            for tag in image.tags:
-                engine.untag(tag)
+        for tag in engine.images(f"cryostack/{name}"):
+            engine.untag(tag)
 
 
 @pytest.fixture(scope="session")
-def trixie_base(engine: DockerEngine, tmp_path_factory) -> str:
+def trixie_base(engine: Engine, tmp_path_factory) -> str:
     """Debian trixie, the base of the containerised Apptainer (made with debootstrap if missing)."""
     work = tmp_path_factory.mktemp("trixie")
     make_base_image(engine, "local/debian:trixie", "trixie", work, work / "debootstrap.log")
@@ -159,6 +158,23 @@ def registry(tmp_path_factory, moto_ecr) -> LocalRegistry:
     for server in servers:
         server.terminate()
         server.wait()
+
+
+@pytest.fixture(scope="session")
+def open_registry(tmp_path_factory) -> str:
+    """Debian's docker-registry on 127.0.0.1 without authentication (as a CI cache registry runs); host:port."""
+    binary = shutil.which("docker-registry")
+    if not binary:
+        _unavailable("needs docker-registry (apt-get install docker-registry)")
+    work, port = tmp_path_factory.mktemp("open-registry"), free_port()
+    (work / "config.yml").write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {work / 'data'}\n"
+                                     f"http:\n  addr: 127.0.0.1:{port}\n")
+    server = subprocess.Popen([binary, "serve", str(work / "config.yml")], stdout=open(work / "log", "w"),
+                              stderr=subprocess.STDOUT)
+    wait_for_http(f"http://127.0.0.1:{port}/v2/")
+    yield f"127.0.0.1:{port}"
+    server.terminate()
+    server.wait()
 
 
 @dataclass

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from cryostack.build import Outcome, update_report, write_report
-from cryostack.commands import Project, planned_images
+from cryostack import record as records
+from cryostack.app.images import planned_images
+from cryostack.project import Project
 from cryostack.settings import BuildSettings
 from cryostack.sources import sha256_of
 
@@ -33,7 +34,7 @@ FAMILIES = {
 def cryostack(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the console script in a fresh interpreter, exactly as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "cryostack.cli", *args],
+        [sys.executable, "-m", "cryostack", *args],
         cwd=cwd, capture_output=True, text=True, env=env, check=False,
     )
 
@@ -106,14 +107,16 @@ def fake_sif(path: Path, size: int, seed: int = 0) -> Path:
 
 
 def record_built(root: Path, key: str, sif: Path, sha256: str | None = None) -> str:
-    """Write build/report.json as `invoke build` and `invoke sif` would have; returns the fingerprint."""
+    """Write build/record.json as `invoke build` and `invoke sif` would have; returns the fingerprint."""
     image = next(i for i in planned_images(Project(root), BuildSettings(), None) if i.target.key == key)
-    report = root / "build" / "report.json"
-    write_report(report, [Outcome(key, "built", image=f"cryostack/{key}", fingerprint=image.fingerprint.digest,
-                                  labels={"io.cryostack.prefix": "/opt/hello"})])
     if sha256 is None and sif.is_file():
         sha256 = sha256_of(sif)
-    update_report(report, {key: {"sif": str(sif), "sif_sha256": sha256, "sif_size": 0}})
+    build_dir = root / "build"
+    record = records.read(build_dir)
+    record.merge(records.ImageRecord(key=key, status=records.BUILT, image=f"cryostack/{key}",
+                                     fingerprint=image.fingerprint.digest,
+                                     sif=records.SifRecord(path=str(sif), sha256=sha256 or "", size=0)))
+    records.write(build_dir, record)
     return image.fingerprint.digest
 
 

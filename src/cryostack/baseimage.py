@@ -8,12 +8,12 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from .engine.docker import DockerEngine
+from .engine.base import Engine
 from .errors import BuildError
-from .sources import archive_uris
+from .debian import archive_uris
 
 
-def make_base_image(engine: DockerEngine, ref: str, suite: str, workdir: Path, log_path: Path,
+def make_base_image(engine: Engine, ref: str, suite: str, workdir: Path, log_path: Path,
                     force: bool = False) -> Optional[str]:
     """debootstrap --variant=minbase SUITE, then docker import as REF. None if REF exists already."""
     if engine.image(ref) is not None and not force:

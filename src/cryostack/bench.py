@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import List
 
-from .build import WOULD_BUILD, build_stage_ref, decide, fingerprint_ref
+from .build import WOULD_BUILD, build_stage_ref, decide, prepare_context
 from .catalogue import load_catalogue
-from .engine.docker import DockerEngine
-from .plan import PlannedImage, plan
+from .engine.base import Engine
+from .plan import PlannedImage, fingerprint_ref, plan
 from .settings import BuildSettings
+from .sources import SourceMirror
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ def _timed(action) -> float:
     return time.perf_counter() - started
 
 
-def noop_build(root: Path, settings: BuildSettings, engine: DockerEngine) -> Measure:
+def noop_build(root: Path, settings: BuildSettings, engine: Engine) -> Measure:
     """A build-all that finds nothing to do: planning plus engine look-ups, against rendering alone."""
     catalogue = load_catalogue(root / "images")
     render = min(_timed(lambda: plan(catalogue, root / "recipes", settings)) for _ in range(3))
@@ -43,14 +45,17 @@ def noop_build(root: Path, settings: BuildSettings, engine: DockerEngine) -> Mea
                    f"{noop / render:.2f}x rendering alone", "near 1: asking the engine costs little beside rendering")
 
 
-def rebuilds_after_touch(root: Path, settings: BuildSettings, family: str = "ctffind") -> Measure:
-    """Edit one family's recipe in a copy of the project and count the fingerprints that change."""
+def rebuilds_after_touch(root: Path, settings: BuildSettings) -> Measure:
+    """Edit one family's recipe (the catalogue's first) in a copy of the project and count the
+    fingerprints that change."""
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp)
         for name in ("images", "recipes"):
             shutil.copytree(root / name, copy / name)
-        before = {i.target.key: i.fingerprint for i in plan(load_catalogue(copy / "images"), copy / "recipes", settings)}
-        recipe = copy / "recipes" / family / "recipe.j2"
+        planned = plan(load_catalogue(copy / "images"), copy / "recipes", settings)
+        before = {i.target.key: i.fingerprint for i in planned}
+        family = planned[0].target.family.family
+        recipe = copy / "recipes" / planned[0].target.family.recipe_dir / "recipe.j2"
         # A shell no-op inside the build script: the rendered text changes, as with any real edit.
         recipe.write_text(recipe.read_text().replace("{% endmacro %}", ": touched by invoke bench\n{% endmacro %}", 1))
         after = {i.target.key: i.fingerprint for i in plan(load_catalogue(copy / "images"), copy / "recipes", settings)}
@@ -60,7 +65,7 @@ def rebuilds_after_touch(root: Path, settings: BuildSettings, family: str = "ctf
                    f"{len(changed) / len(own):.2f}x the {family} entries", "1.00x: exactly the images that use it")
 
 
-def stage_sizes(images: List[PlannedImage], engine: DockerEngine, build_dir: Path) -> List[Measure]:
+def stage_sizes(images: List[PlannedImage], engine: Engine, build_dir: Path) -> List[Measure]:
     """Runtime image size against its build stage, for each built RELION image."""
     measures = []
     for image in images:
@@ -77,16 +82,54 @@ def stage_sizes(images: List[PlannedImage], engine: DockerEngine, build_dir: Pat
     return measures
 
 
-def sif_conversion(report: dict) -> List[Measure]:
-    """SIF conversion time and size against the image build, from build/report.json."""
+def sif_conversion(record) -> List[Measure]:
+    """SIF conversion time and size against the image build, from the build record."""
     measures = []
-    for key, entry in sorted(report.items()):
-        if not entry.get("sif_seconds") or not entry.get("seconds"):
+    for key, entry in sorted(record.images.items()):
+        if entry.sif is None or not entry.sif.seconds or not entry.seconds:
             continue
-        measures.append(Measure(f"{key} SIF conversion", f"{entry['sif_seconds']:.0f} s, {entry['sif_size'] / 1e6:.0f} MB",
-                                f"{entry['sif_seconds'] / entry['seconds']:.2f}x build time; "
-                                f"{entry['sif_size'] / max(entry['size'], 1):.2f}x image size", "SIF is squashfs-compressed"))
+        measures.append(Measure(f"{key} SIF conversion", f"{entry.sif.seconds:.0f} s, {entry.sif.size / 1e6:.0f} MB",
+                                f"{entry.sif.seconds / entry.seconds:.2f}x build time; "
+                                f"{entry.sif.size / max(entry.size, 1):.2f}x image size", "SIF is squashfs-compressed"))
     return measures
+
+
+def matrix_cost(root: Path, settings: BuildSettings, engine: Engine, mirror: SourceMirror, selector: str,
+                work: Path) -> List[Measure]:
+    """What the matrix costs with BuildKit's caches, side by side in one run: the first two buildable
+    variants SELECTOR names are built, the first cold, the second after it (sharing apt and compiler
+    caches), then the first again after a one-line edit of its build script. All caches are in a
+    namespace of their own, so the cold build is cold and the user's caches are untouched."""
+    bench_settings = replace(settings, cache_namespace=f"cryostack-bench-{os.getpid()}-{int(time.time())}")
+    images = [i for i in plan(load_catalogue(root / "images"), root / "recipes", bench_settings, selector)
+              if not i.target.blocked]
+    if len(images) < 2:
+        return [missing("matrix cost", f"--matrix {selector!r}: needs two buildable variants, found {len(images)}")]
+    first, second = images[:2]
+    tags = []
+
+    def timed_build(image: PlannedImage, build_dir: Path, no_cache: bool = False) -> float:
+        context = prepare_context(image, mirror, build_dir)
+        tag = f"cryostack-bench/{image.target.family.family}:{image.target.tag}-{len(tags)}"
+        tags.append(tag)
+        with open(work / "bench-builds.log", "a") as log:
+            return _timed(lambda: engine.build(context, tag, {}, log, no_cache=no_cache))
+
+    try:
+        cold = timed_build(first, work / "a", no_cache=True)
+        after = timed_build(second, work / "b")
+        edited = replace(first, files=dict(first.files, **{"build.sh": first.files["build.sh"] + ": edited by invoke bench\n"}))
+        edit = timed_build(edited, work / "a")
+    finally:
+        for tag in tags:
+            engine.untag(tag)
+    return [
+        Measure(f"second variant: {second.target.key} after {first.target.key}",
+                f"{after:.0f} s vs {cold:.0f} s cold", f"{after / cold:.2f}x the cold build",
+                "below 1: apt layers and compiled host code come from the cache"),
+        Measure(f"one-line recipe edit of {first.target.key}", f"{edit:.0f} s vs {cold:.0f} s cold",
+                f"{edit / cold:.2f}x the cold build", "below 1: the compiler cache serves the unchanged sources"),
+    ]
 
 
 def missing(name: str, why: str) -> Measure:

@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
+import hashlib
 import os
-import re
 import shutil
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from . import __version__
-from .engine.docker import DockerEngine
-from .errors import CryostackError
-from .files import write_text_atomically
-from .plan import PlannedImage, write_rendered
+from .engine.base import Engine
+from .engine.buildkit import BuildCache
+from .errors import CryostackError, run_hint
+from .plan import PlannedImage, fingerprint_ref, readable_ref, write_rendered
+from .record import BUILT, FAILED, SKIPPED, UNAVAILABLE, UP_TO_DATE, BuildRecord, CheckOutcome, ImageRecord
 from .sources import SourceMirror, SourceUnavailable
 from .verify import verify
 
-BUILT, UP_TO_DATE, FAILED, UNAVAILABLE, SKIPPED = "built", "up-to-date", "failed", "unavailable", "skipped"
 WOULD_BUILD = "would build"
+WOULD_VERIFY = "would verify"  # built, but its functional check has not passed as declared now
 
 
 @dataclass(frozen=True)
@@ -32,55 +32,28 @@ class Decision:
     """What `build` will do with one planned image, and why."""
 
     image: PlannedImage
-    action: str  # WOULD_BUILD, UP_TO_DATE or UNAVAILABLE
+    action: str  # WOULD_BUILD, WOULD_VERIFY, UP_TO_DATE or UNAVAILABLE
     reason: str
     base_ids: Dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
-class Outcome:
-    """What happened to one image; one row of the summary and of build/report.json."""
-
-    key: str
-    status: str
-    reason: str = ""
-    seconds: float = 0.0
-    size: int = 0
-    image: str = ""
-    fingerprint: str = ""
-    log: str = ""
-    image_id: str = ""
-    labels: Dict[str, str] = field(default_factory=dict)
-
-
-def fingerprint_ref(image: PlannedImage) -> str:
-    """The immutable tag: repository:version-variant-<fingerprint>."""
-    return f"{image.target.repository}:{image.target.tag}-{image.fingerprint.short}"
-
-
-def readable_ref(image: PlannedImage) -> str:
-    """The moving tag: repository:version-variant, the newest verified build."""
-    return f"{image.target.repository}:{image.target.tag}"
+Outcome = ImageRecord  # what happened to one image: one row of the summary and of the build record
 
 
 def build_stage_ref(image: PlannedImage) -> str:
     return f"{image.target.repository}:{image.target.tag}-build"
 
 
-def base_refs(dockerfile: str) -> List[str]:
-    """The images a Dockerfile starts FROM (stage names are not images)."""
-    stages, refs = set(), []
-    for match in re.finditer(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", dockerfile, re.MULTILINE | re.IGNORECASE):
-        ref, name = match.group(1), match.group(2)
-        if ref not in stages and ref not in refs:
-            refs.append(ref)
-        if name:
-            stages.add(name)
-    return refs
+def check_digest(image: PlannedImage) -> str:
+    """A digest of the functional check declared for the image ('' when none is)."""
+    spec = image.target.family.check_of(image.target.version)
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16] if spec is not None else ""
 
 
-def decide(images: List[PlannedImage], engine: DockerEngine, pull: bool = True) -> List[Decision]:
-    """For each image: up to date (same fingerprint, same base images), to build, or not buildable here."""
+def decide(images: List[PlannedImage], engine: Engine, pull: bool = True,
+           record: Optional[BuildRecord] = None) -> List[Decision]:
+    """For each image: up to date (same fingerprint, same base images, its check passed as declared
+    now), to verify again, to build, or not buildable here."""
     decisions = []
     known: Dict[str, Optional[str]] = {}
     missing: Dict[str, str] = {}
@@ -89,7 +62,7 @@ def decide(images: List[PlannedImage], engine: DockerEngine, pull: bool = True) 
             decisions.append(Decision(image, UNAVAILABLE, image.target.blocked))
             continue
         base_ids, absent = {}, []
-        for ref in base_refs(image.files["Dockerfile"]):
+        for ref in image.contract.base_images:
             if ref not in known:
                 known[ref], missing[ref] = _base_image_id(engine, ref, pull)
             if known[ref] is None:
@@ -106,17 +79,27 @@ def decide(images: List[PlannedImage], engine: DockerEngine, pull: bool = True) 
             decisions.append(Decision(image, WOULD_BUILD, reason, base_ids))
         elif labels.get("io.cryostack.base-images") != _base_label(base_ids):
             decisions.append(Decision(image, WOULD_BUILD, "a base image changed", base_ids))
+        elif record is not None and not _check_passed(record.get(image.target.key, image.fingerprint.digest), image):
+            decisions.append(Decision(image, WOULD_VERIFY, "built, but its functional check has not passed as "
+                                      "declared now", base_ids))
         else:
             decisions.append(Decision(image, UP_TO_DATE, "same fingerprint and base images", base_ids))
     return decisions
 
 
-def _base_image_id(engine: DockerEngine, ref: str, pull: bool):
+def _check_passed(entry: Optional[ImageRecord], image: PlannedImage) -> bool:
+    digest = check_digest(image)
+    if not digest:
+        return True
+    return entry is not None and entry.check is not None and entry.check.passed and entry.check.spec == digest
+
+
+def _base_image_id(engine: Engine, ref: str, pull: bool):
     info = engine.image(ref)
     if info is not None:
         return info.id, ""
     if ref.startswith("local/"):
-        return None, "run `invoke base-image` to make it"
+        return None, f"run {run_hint('base-image')} to make it"
     if pull:
         pulled, why = engine.pull(ref)
         info = engine.image(ref) if pulled else None
@@ -134,13 +117,21 @@ def _base_label(base_ids: Dict[str, str]) -> str:
 class BuildRun:
     """Everything one `build` invocation needs besides the decisions."""
 
-    engine: DockerEngine
+    engine: Engine
     mirror: SourceMirror
     build_dir: Path
     log_dir: Path
     network: str = "host"
+    cache_registry: Optional[str] = None  # import layers from <registry>/<repository>:<tag> (pushed earlier)
+    inline_cache: bool = False  # images carry their cache, so a push makes it importable elsewhere
     revision: str = "unknown"
     on_event: Callable[[str, str], None] = lambda key, text: None
+    on_outcome: Callable[[ImageRecord], None] = lambda outcome: None
+
+    def cache_for(self, image: PlannedImage) -> BuildCache:
+        """BuildKit cache options for one image: its tag in the cache registry, and inline export."""
+        imports = (f"type=registry,ref={self.cache_registry}/{readable_ref(image)}",) if self.cache_registry else ()
+        return BuildCache(imports=imports, export="type=inline" if self.inline_cache else None)
 
 
 def run_builds(decisions: List[Decision], run: BuildRun, jobs: int = 1, keep_going: bool = False) -> List[Outcome]:
@@ -149,15 +140,22 @@ def run_builds(decisions: List[Decision], run: BuildRun, jobs: int = 1, keep_goi
     run.log_dir.mkdir(parents=True, exist_ok=True)
 
     def one(decision: Decision) -> Outcome:
+        outcome = decide_and_build(decision)
+        run.on_outcome(outcome)
+        return outcome
+
+    def decide_and_build(decision: Decision) -> Outcome:
         image = decision.image
+        if decision.action == WOULD_VERIFY:
+            return _verify_again(decision, run)
         if decision.action != WOULD_BUILD:
-            outcome = Outcome(image.target.key, decision.action, decision.reason,
+            outcome = Outcome(key=image.target.key, status=decision.action, reason=decision.reason,
                               image=fingerprint_ref(image), fingerprint=image.fingerprint.digest)
             if decision.action == UP_TO_DATE:
                 _record_image(run.engine, image, outcome)
             return outcome
         if stop.is_set():
-            return Outcome(image.target.key, SKIPPED, "an earlier build failed (use --keep-going to build the rest)")
+            return Outcome(key=image.target.key, status=SKIPPED, reason="an earlier build failed (use --keep-going to build the rest)")
         outcome = _build_one(decision, run)
         if outcome.status == FAILED and not keep_going:
             stop.set()
@@ -171,35 +169,22 @@ def _build_one(decision: Decision, run: BuildRun) -> Outcome:
     image, target = decision.image, decision.image.target
     started = time.monotonic()
     log_path = run.log_dir / f"{target.key.replace('/', '_')}.log"
-    outcome = Outcome(target.key, FAILED, image=fingerprint_ref(image), fingerprint=image.fingerprint.digest,
+    outcome = Outcome(key=target.key, status=FAILED, image=fingerprint_ref(image), fingerprint=image.fingerprint.digest,
                       log=str(log_path))
     try:
         run.on_event(target.key, "fetching source")
-        where = f"{target.catalogue_file}: versions[{target.version!r}].source"
-        source = run.mirror.ensure(target.spec.source, where)
-        context = write_rendered([image], run.build_dir)[0]
-        _stage_source(source, context / "sources")
+        context = prepare_context(image, run.mirror, run.build_dir)
         run.on_event(target.key, f"building (log: {log_path})")
         labels = build_labels(decision, run.revision)
         with open(log_path, "w", encoding="utf-8") as log:
-            run.engine.build(context, fingerprint_ref(image), labels, log, run.network)
+            run.engine.build(context, fingerprint_ref(image), labels, log, run.network, cache=run.cache_for(image))
             stage_ref = None
             if image.build_args["cuda_arch"] is not None:
                 # Cached: this re-tags the build stage so cuobjdump (not in the runtime) can read it.
                 stage_ref = build_stage_ref(image)
                 run.engine.build(context, stage_ref, {}, log, run.network, target="build")
         run.on_event(target.key, "verifying")
-        problems = verify(run.engine, fingerprint_ref(image), image, stage_ref)
-        if problems:
-            # A failed image never counts as built; it stays inspectable under a -failed tag.
-            failed_ref = f"{readable_ref(image)}-failed"
-            run.engine.tag(fingerprint_ref(image), failed_ref)
-            run.engine.untag(fingerprint_ref(image))
-            outcome.reason = "; ".join(problems) + f" (inspect it: docker run --rm -it {failed_ref} bash)"
-        else:
-            run.engine.tag(fingerprint_ref(image), readable_ref(image))
-            outcome.status = BUILT
-            _record_image(run.engine, image, outcome)
+        _judge(run, image, verify(run.engine, fingerprint_ref(image), image, stage_ref), outcome, BUILT)
     except SourceUnavailable as exc:
         outcome.status, outcome.reason = UNAVAILABLE, str(exc)
     except CryostackError as exc:
@@ -211,18 +196,67 @@ def _build_one(decision: Decision, run: BuildRun) -> Outcome:
     return outcome
 
 
-def _stage_source(source: Path, dest: Path) -> None:
-    """Put the verified source into the build context (a hard link where the file system allows)."""
+def _judge(run: BuildRun, image: PlannedImage, verification, outcome: Outcome, passed_status: str) -> None:
+    """Record what verification found: a passing image is tagged as the newest verified build; a
+    failing one never counts as built and stays inspectable under a -failed tag."""
+    if verification.check is not None:
+        outcome.check = CheckOutcome.of(verification.check, check_digest(image))
+    if verification.problems:
+        failed_ref = f"{readable_ref(image)}-failed"
+        run.engine.tag(fingerprint_ref(image), failed_ref)
+        run.engine.untag(fingerprint_ref(image))
+        outcome.status = FAILED
+        outcome.reason = "; ".join(verification.problems) + f" (inspect it: docker run --rm -it {failed_ref} bash)"
+        return
+    run.engine.tag(fingerprint_ref(image), readable_ref(image))
+    outcome.status = passed_status
+    outcome.reason = outcome.check.summary if outcome.check else ""
+    _record_image(run.engine, image, outcome)
+
+
+def _verify_again(decision: Decision, run: BuildRun) -> Outcome:
+    """An image built earlier whose functional check has not passed as declared now: verify it again."""
+    image = decision.image
+    started = time.monotonic()
+    outcome = Outcome(key=image.target.key, status=FAILED, image=fingerprint_ref(image),
+                      fingerprint=image.fingerprint.digest)
+    run.on_event(image.target.key, "verifying")
+    try:
+        stage_ref = build_stage_ref(image) if image.build_args["cuda_arch"] is not None else None
+        if stage_ref is not None and run.engine.image(stage_ref) is None:
+            stage_ref = None  # the SM check ran when it was built; the build stage is gone since
+        _judge(run, image, verify(run.engine, fingerprint_ref(image), image, stage_ref), outcome, UP_TO_DATE)
+    except CryostackError as exc:
+        outcome.reason = str(exc)
+    outcome.seconds = round(time.monotonic() - started, 1)
+    run.on_event(image.target.key, outcome.status)
+    return outcome
+
+
+def prepare_context(image: PlannedImage, mirror: SourceMirror, build_dir: Path) -> Path:
+    """The build context of one image: its rendered files and its verified source."""
+    target = image.target
+    source = mirror.ensure(target.spec.source, f"{target.catalogue_file}: versions[{target.version!r}].source")
+    context = write_rendered([image], build_dir)[0]
+    _stage_source(source, context / "sources", image.patches)
+    return context
+
+
+def _stage_source(source: Path, dest: Path, patches=()) -> None:
+    """Put the verified source into the build context, and its patches (checked by plan) in
+    patches/ beside it: a hard link where the file system allows, else a copy."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    try:
-        os.link(source, dest / source.name)
-    except OSError:
-        shutil.copy2(source, dest / source.name)
+    for path, into in [(source, dest)] + [(patch, dest / "patches") for patch in patches]:
+        into.mkdir(exist_ok=True)
+        try:
+            os.link(path, into / path.name)
+        except OSError:
+            shutil.copy2(path, into / path.name)
 
 
-def _record_image(engine: DockerEngine, image: PlannedImage, outcome: Outcome) -> None:
+def _record_image(engine: Engine, image: PlannedImage, outcome: Outcome) -> None:
     """Size, ID and labels of the built image: what publish puts in the manifest."""
     info = engine.image(fingerprint_ref(image))
     if info is not None:
@@ -250,35 +284,3 @@ def git_revision(root: Path) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def write_report(path: Path, outcomes: List[Outcome]) -> None:
-    """Record this run's outcomes in build/report.json, keyed by matrix entry (others are kept)."""
-    report = read_report(path)
-    for outcome in outcomes:
-        previous = report.get(outcome.key, {})
-        entry = asdict(outcome)
-        if outcome.status == UP_TO_DATE:  # keep what earlier runs learnt about the same image
-            entry = dict(previous, **{k: v for k, v in entry.items() if v or k == "status"})
-        report[outcome.key] = entry
-    _write_report(path, report)
-
-
-def update_report(path: Path, updates: Dict[str, dict]) -> None:
-    """Add fields (e.g. the SIF's path and sha256) to existing entries of build/report.json."""
-    report = read_report(path)
-    for key, fields in updates.items():
-        report.setdefault(key, {"key": key}).update(fields)
-    _write_report(path, report)
-
-
-def read_report(path: Path) -> Dict[str, dict]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def _write_report(path: Path, report: Dict[str, dict]) -> None:
-    write_text_atomically(path, json.dumps(report, indent=2, sort_keys=True) + "\n")
-

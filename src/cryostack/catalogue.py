@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Tuple
 
 from .errors import InputError
 from .schema import Family
@@ -17,6 +17,8 @@ class Catalogue:
 
     families: Dict[str, Family]
     files: Dict[str, Path]
+    # family -> key path -> line, for problems found after validation (e.g. a patch's checksum)
+    lines: Dict[str, Dict[Tuple, int]] = field(default_factory=dict)
 
 
 def load_catalogue(images_dir: Path) -> Catalogue:
@@ -27,20 +29,22 @@ def load_catalogue(images_dir: Path) -> Catalogue:
         raise InputError(f"{images_dir}: no catalogue files (*.yaml) found")
     families: Dict[str, Family] = {}
     files: Dict[str, Path] = {}
+    lines: Dict[str, Dict[Tuple, int]] = {}
     for path in paths:
-        family = load_family(path)
+        family, lines_of_family = load_family(path)
         if family.family in families:
             raise InputError(f"{path}:1: family: {family.family!r} is already defined in {files[family.family]}")
         families[family.family] = family
         files[family.family] = path
-    return Catalogue(families, files)
+        lines[family.family] = lines_of_family
+    return Catalogue(families, files, lines)
 
 
-def load_family(path: Path) -> Family:
-    """Parse and validate one catalogue file."""
+def load_family(path: Path) -> Tuple[Family, Dict[Tuple, int]]:
+    """Parse and validate one catalogue file; also the line of every key path in it."""
     family, lines = load_model(path, Family)
     if family.family != path.stem:
         raise InputError(
             f"{shown(path)}:{lines.get(('family',), 1)}: family: {family.family!r} must match the file name {path.stem!r}"
         )
-    return family
+    return family, lines

@@ -1,6 +1,14 @@
 """The two kinds of failure a user sees, each with its exit code."""
 
+import sys
+from pathlib import Path
 from typing import Optional
+
+
+def run_hint(task: str) -> str:
+    """`TASK` as the user would type it with the front door they used: `invoke TASK` or `cryostack TASK`."""
+    program = "invoke" if Path(sys.argv[0]).name in ("inv", "invoke") else "cryostack"
+    return f"`{program} {task}`"
 
 
 def last_line(text: Optional[str], empty: str = "(no output)") -> str:

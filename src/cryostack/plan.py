@@ -7,9 +7,10 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
-from . import recipes
+from . import patches as patching
+from . import hardware, recipes
 from .catalogue import Catalogue
 from .errors import InputError
 from .files import write_text_atomically
@@ -35,6 +36,15 @@ class Target:
     @property
     def variant(self) -> Variant:
         return self.family.variants[self.variant_name]
+
+    @property
+    def targets(self) -> List[str]:
+        """The instance families this entry serves: the catalogue's list, else what the hardware
+        table says fits (CUDA: the families whose GPU has this SM; CPU: those with the CPU features)."""
+        variant = self.variant
+        if variant.targets:
+            return list(variant.targets)
+        return hardware.shipped().families_for_image(variant.accel, variant.cuda_arch, variant.cpu_features)
 
     @property
     def spec(self) -> Version:
@@ -85,6 +95,8 @@ class PlannedImage:
     files: Dict[str, str] = field(repr=False)
     build_args: Dict[str, object] = field(repr=False)
     fingerprint: Fingerprint
+    contract: recipes.RecipeContract = field(repr=False)
+    patches: Tuple[Path, ...] = ()  # checked against their pins, in the order applied
 
     def summary(self) -> Dict[str, object]:
         """What `invoke matrix --json` prints for this entry (also what CI shards on)."""
@@ -97,11 +109,21 @@ class PlannedImage:
             "toolchain": v.toolchain,
             "accel": v.accel,
             "cuda_arch": v.cuda_arch,
-            "targets": list(v.targets),
+            "targets": t.targets,
             "image": f"{t.repository}:{t.tag}",
             "fingerprint": self.fingerprint.digest,
             "blocked": t.blocked,
         }
+
+
+def fingerprint_ref(image: PlannedImage) -> str:
+    """The immutable tag: repository:version-variant-<fingerprint>."""
+    return f"{image.target.repository}:{image.target.tag}-{image.fingerprint.short}"
+
+
+def readable_ref(image: PlannedImage) -> str:
+    """The moving tag: repository:version-variant, the newest verified build."""
+    return f"{image.target.repository}:{image.target.tag}"
 
 
 def expand(catalogue: Catalogue) -> List[Target]:
@@ -144,6 +166,9 @@ def build_args(target: Target, settings: BuildSettings) -> Dict[str, object]:
     """The parameters a recipe is rendered with: the catalogue entry plus the site's base images."""
     family, variant, source = target.family, target.variant, target.spec.source
     weights = target.spec.model_weights
+    pinned: Dict[str, object] = {"file": source.file, "sha256": source.sha256 or "unpinned"}
+    if target.spec.patches:  # only then: the fingerprints of unpatched versions stay as they were
+        pinned["patches"] = [{"file": p.file, "sha256": p.sha256} for p in target.spec.patches]
     return {
         "family": family.family,
         "version": target.version,
@@ -152,8 +177,8 @@ def build_args(target: Target, settings: BuildSettings) -> Dict[str, object]:
         "accel": variant.accel,
         "cuda_arch": variant.cuda_arch,
         "cpu_flags": variant.cpu_flags,
-        "targets": list(variant.targets),
-        "source": {"file": source.file, "sha256": source.sha256 or "unpinned"},
+        "targets": target.targets,
+        "source": pinned,
         "commands": [c.name for c in family.commands],
         "smoke": {"command": family.smoke.command, "expect": family.smoke.expect.replace("{version}", target.version)},
         "model_weights": weights.model_dump() if weights else None,
@@ -176,12 +201,16 @@ def static_labels(target: Target) -> Dict[str, str]:
         "io.cryostack.variant": target.variant_name,
         "io.cryostack.toolchain": variant.toolchain,
         "io.cryostack.accel": variant.accel,
-        "io.cryostack.targets": ",".join(variant.targets),
+        "io.cryostack.targets": ",".join(target.targets),
         "io.cryostack.source-sha256": target.spec.source.sha256 or "unpinned",
         "io.cryostack.redistributable": str(family.licence.redistributable).lower(),
     }
     if variant.cuda_arch is not None:
         labels["io.cryostack.cuda-arch"] = str(variant.cuda_arch)
+    if variant.cpu_features:
+        labels["io.cryostack.cpu-features"] = ",".join(variant.cpu_features)
+    if target.spec.patches:
+        labels["io.cryostack.patches"] = patching.label(target.spec.patches)
     return labels
 
 
@@ -200,13 +229,33 @@ def plan(
             recipe_template=f"{target.family.recipe_dir}/recipe.j2",
             recipe_dir=target.family.recipe_dir,
             catalogue_file=str(target.catalogue_file),
+            cache_namespace=settings.cache_namespace,
         )
         files = recipes.render_files(env, context)
+        contract = recipes.recipe_contract(env, context)
+        patch_files = _checked_patches(target, catalogue, recipes_dir, files["build.sh"])
         # The base images a recipe uses are in its rendered FROM lines; hashing the whole table
         # would rebuild images that do not use the one that changed.
         inputs = {k: v for k, v in args.items() if k != "images"}
-        planned.append(PlannedImage(target, files, args, Fingerprint.of(files, inputs)))
+        planned.append(PlannedImage(target, files, args, Fingerprint.of(files, inputs), contract, patch_files))
     return planned
+
+
+def _checked_patches(target: Target, catalogue: Catalogue, recipes_dir: Path, build_script: str) -> Tuple[Path, ...]:
+    """The version's patch files, checked against their pins and applied by the rendered build."""
+    patches = target.spec.patches
+    if not patches:
+        return ()
+    lines = catalogue.lines.get(target.family.family, {})
+    found = patching.checked_patches(patches, recipes_dir, target.family.recipe_dir, target.catalogue_file,
+                                     target.version, lines)
+    unapplied = patching.unapplied(build_script, patches)
+    if unapplied:
+        line = lines.get(("versions", target.version, "patches"), 1)
+        raise InputError(f"{target.catalogue_file}:{line}: versions[{target.version!r}].patches: "
+                         f"recipes/{target.family.recipe_dir}/recipe.j2 does not apply {', '.join(unapplied)} "
+                         "(patches are applied by m.unpack_source; a recipe that installs a prebuilt file takes none)")
+    return found
 
 
 def write_rendered(planned: List[PlannedImage], build_dir: Path) -> List[Path]:

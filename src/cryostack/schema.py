@@ -16,6 +16,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from .values import AbsolutePath, FileName, HttpsUrl, Identifier, Line, Text
 
+from .checks.spec import CheckSpec
+
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 # Streaming multiprocessor versions nvcc accepts as sm_XX; T4 is 75, A10G is 86.
@@ -93,16 +95,12 @@ class Variant(Strict):
     accel: Literal["cpu", "cuda"]
     cuda_arch: Optional[int] = None
     cpu_flags: CompilerFlags = ""
-    targets: List[InstanceFamily] = Field(min_length=1, max_length=64, description="instance families this variant serves")
+    cpu_features: List[Literal["avx512"]] = Field(default_factory=list, description="CPU features the binaries need")
+    targets: Optional[List[InstanceFamily]] = Field(
+        None, min_length=1, max_length=64,
+        description="instance families this variant serves; default: derived from the hardware table "
+                    "(CUDA variants the families of their SM, CPU variants every family with their CPU features)")
     description: Line = ""
-
-    @field_validator("targets")
-    @classmethod
-    def _instance_families(cls, value: List[str]) -> List[str]:
-        for family in value:
-            if not re.match(r"^[a-z][a-z0-9-]*$", family):
-                raise ValueError(f"target {family!r} is not an instance family such as g5 or c6i")
-        return value
 
     @model_validator(mode="after")
     def _arch_matches_accel(self) -> "Variant":
@@ -165,11 +163,43 @@ class ModelWeights(Strict):
     note: Text = ""
 
 
+class Patch(Strict):
+    """A patch to the unpacked source (recipes/<recipe>/patches/<file>, applied with patch -p1)."""
+
+    file: str = Field(description="file name under the recipe's patches/ folder")
+    sha256: str
+
+    @field_validator("file")
+    @classmethod
+    def _patch_name(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$", value):
+            raise ValueError(f"patch {value!r} must be a plain file name (letters, digits, . _ + -)")
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not SHA256.match(value):
+            raise ValueError(f"sha256 {value!r} is not 64 lower-case hex digits")
+        return value
+
+
 class Version(Strict):
     source: Source
+    patches: List[Patch] = Field([], description="applied in this order after unpacking the source")
     variants: Optional[List[Identifier]] = Field(None, description="subset of the family's variants; default all")
     model_weights: Optional[ModelWeights] = None
+    check: Optional[CheckSpec] = Field(None, description="replaces the family's check for this version")
     note: Text = ""
+
+    @field_validator("patches")
+    @classmethod
+    def _each_once(cls, value: List[Patch]) -> List[Patch]:
+        names = [patch.file for patch in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} listed more than once")
+        return value
 
 
 class Family(Strict):
@@ -179,6 +209,7 @@ class Family(Strict):
     licence: Licence
     commands: List[Command] = Field(min_length=1, max_length=1000)
     smoke: Smoke
+    check: Optional[CheckSpec] = Field(None, description="the computation with a known answer that verify runs")
     variants: Dict[Identifier, Variant] = Field(min_length=1, max_length=100)
     versions: Dict[Identifier, Version] = Field(min_length=1, max_length=1000)
 
@@ -217,6 +248,10 @@ class Family(Strict):
     @property
     def recipe_dir(self) -> str:
         return self.recipe or self.family
+
+    def check_of(self, version: str) -> Optional[CheckSpec]:
+        """The functional check for one version: its own, else the family's."""
+        return self.versions[version].check or self.check
 
     def variants_of(self, version: str) -> List[str]:
         """The variant names built for one version, in catalogue order."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 from .errors import InputError
 
@@ -23,6 +24,10 @@ class BuildSettings:
     python_image: str = "python:3.8-slim-bookworm"
     build_dir: Path = Path("build")
     source_mirror: Path = Path(".cache/sources")
+    # Read-only directories searched for sources before the mirror (colon-separated in the environment).
+    source_path: Tuple[Path, ...] = ()
+    # Prefix of the BuildKit cache mounts' ids: a separate namespace starts with empty caches (bench).
+    cache_namespace: str = "cryostack"
 
     def images(self) -> Dict[str, str]:
         """The base image references, by the names recipes use (images.base, images.oneapi, ...)."""
@@ -44,5 +49,11 @@ class BuildSettings:
                 continue
             if not str(value).strip():
                 raise InputError(f"setting {field.name}: empty value")
-            values[field.name] = Path(value) if field.type in ("Path", Path) else str(value)
+            if field.name == "source_path":
+                values[field.name] = tuple(Path(p) for p in str(value).split(os.pathsep) if p)
+            else:
+                values[field.name] = Path(value) if field.type in ("Path", Path) else str(value)
+        namespace = values.get("cache_namespace", cls.cache_namespace)
+        if not re.match(r"^[a-z0-9][a-z0-9-]{0,40}$", str(namespace)):
+            raise InputError(f"setting cache_namespace {namespace!r}: give lower-case letters, digits and '-'")
         return replace(cls(), **values)

@@ -7,7 +7,6 @@ then renamed, so the mirror never holds a file that failed its check under its f
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import shutil
@@ -16,16 +15,17 @@ import sys
 import tempfile
 import urllib.request
 from pathlib import Path
-from typing import List
+from typing import Sequence
 
 from .errors import BuildError, InputError, last_line
+from .debian import DebianUnavailable, download_source
 from .schema import DebianSource, Source
 
-APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 
 
 class SourceUnavailable(BuildError):
     """The source cannot be had on this machine (offline origin, maintainer-supplied file absent)."""
+
 
 
 def sha256_of(path: Path) -> str:
@@ -37,18 +37,30 @@ def sha256_of(path: Path) -> str:
 
 
 class SourceMirror:
-    """A directory of verified source files, keyed by the catalogue's `file` names."""
+    """A directory of verified source files, keyed by the catalogue's `file` names, behind a search
+    path of read-only directories (a site's staged sources) that are looked in first and never written."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, search_path: Sequence[Path] = ()):
         self.root = Path(root).absolute()
+        self.search_path = [Path(p).absolute() for p in search_path]
 
     def path(self, source: Source) -> Path:
         return self.root / source.file
 
     def ensure(self, source: Source, where: str) -> Path:
-        """The verified file for `source`, fetching it if absent. `where` names the catalogue entry."""
+        """The verified file for `source`: from the search path, else the mirror, else fetched into
+        the mirror. `where` names the catalogue entry."""
         if source.sha256 is None:
             raise InputError(f"{where}: source {source.file} has no sha256 pin ({source.unpinned})")
+        for directory in self.search_path:
+            staged = directory / source.file
+            if staged.is_file():
+                actual = sha256_of(staged)
+                if actual != source.sha256:
+                    raise InputError(
+                        f"{where}: sha256 mismatch for {staged} (CRYOSTACK_SOURCE_PATH): the file has {actual}, "
+                        f"the catalogue pins {source.sha256}; refusing it (it is read-only here: fix it at its origin)")
+                return staged
         path = self.path(source)
         if not path.exists():
             self._fetch(source, where)
@@ -93,39 +105,13 @@ def download(url: str, dest: Path) -> Path:
 
 
 def _apt_source(debian: DebianSource, file: str, tmp: Path) -> Path:
-    """apt-get source --download-only through a private apt configuration with deb-src entries
-    for the wanted suite, derived from this machine's own apt sources (nothing on the host changes)."""
-    uris = archive_uris()
-    if not uris:
-        raise SourceUnavailable("no Debian archive in this machine's apt sources to fetch source packages from")
-    (tmp / "parts").mkdir()
-    (tmp / "lists" / "partial").mkdir(parents=True)
-    (tmp / "cache" / "archives" / "partial").mkdir(parents=True)
-    keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
-    signed = f"Signed-By: {keyring}\n" if Path(keyring).exists() else ""
-    (tmp / "parts" / "cryostack-src.sources").write_text(
-        f"Types: deb-src\nURIs: {' '.join(uris)}\nSuites: {debian.suite}\nComponents: main\n{signed}"
-    )
-    options = [
-        "-o", "Dir::Etc::SourceList=/dev/null", "-o", f"Dir::Etc::SourceParts={tmp / 'parts'}",
-        "-o", f"Dir::State::Lists={tmp / 'lists'}", "-o", f"Dir::Cache={tmp / 'cache'}",
-        "-o", "Acquire::Check-Valid-Until=false", "-q",
-    ]
-    update = subprocess.run(["apt-get", *options, "update"], capture_output=True, text=True, check=False)
-    if update.returncode:
-        raise SourceUnavailable(f"apt-get update for {debian.suite} sources failed: {last_line(update.stderr)}")
-    into = tmp / "download"
-    into.mkdir()
-    # The .debian.tar.xz half may be missing from a mirror; only the .orig tarball matters.
-    result = subprocess.run(
-        ["apt-get", *options, "source", "--download-only", f"{debian.package}/{debian.suite}"],
-        cwd=into, capture_output=True, text=True, check=False,
-    )
-    fetched = into / file
+    """The .orig tarball of a Debian source package (the .debian half may be missing: not needed)."""
+    try:
+        fetched = download_source(debian.package, debian.suite, tmp) / file
+    except DebianUnavailable as exc:
+        raise SourceUnavailable(str(exc)) from None
     if not fetched.exists():
-        raise SourceUnavailable(
-            f"apt-get source {debian.package}/{debian.suite} gave no {file}: {last_line(result.stderr or result.stdout)}"
-        )
+        raise SourceUnavailable(f"apt-get source {debian.package}/{debian.suite} gave no {file}")
     return fetched
 
 
@@ -139,42 +125,3 @@ def _pip_sdist(name: str, version: str, file: str, tmp: Path) -> Path:
     if not fetched.exists():
         raise SourceUnavailable(f"pip download {name}=={version} gave no {file}: {last_line(result.stderr)}")
     return fetched
-
-
-def archive_uris() -> List[str]:
-    """The Debian archive URIs this machine's apt uses (security and updates suites left out)."""
-    uris: List[str] = []
-    # apt reads only *.list and *.sources from sources.list.d; anything else is disabled.
-    parts = glob.glob(str(APT_SOURCES[1] / "*.list")) + glob.glob(str(APT_SOURCES[1] / "*.sources"))
-    files = [APT_SOURCES[0]] + sorted(Path(p) for p in parts)
-    for path in files:
-        try:
-            text = path.read_text()
-        except OSError:
-            continue
-        if path.suffix == ".sources":
-            for stanza in text.split("\n\n"):
-                fields = _deb822(stanza)
-                suites = fields.get("Suites", "").split()
-                if "deb" in fields.get("Types", "").split() and any(_main_suite(s) for s in suites):
-                    uris += [u for u in fields.get("URIs", "").split() if u not in uris]
-        else:
-            for line in text.splitlines():
-                words = [w for w in line.split() if not w.startswith("[")]
-                if len(words) >= 3 and words[0] == "deb" and _main_suite(words[2]) and words[1] not in uris:
-                    uris.append(words[1])
-    return uris
-
-
-def _main_suite(suite: str) -> bool:
-    return not suite.endswith(("-security", "-updates", "-backports", "/updates"))
-
-
-def _deb822(stanza: str) -> dict:
-    fields = {}
-    for line in stanza.splitlines():
-        if line.startswith("#") or ":" not in line or line[:1].isspace():
-            continue
-        key, _, value = line.partition(":")
-        fields[key.strip()] = value.strip()
-    return fields

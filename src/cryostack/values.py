@@ -66,7 +66,7 @@ _PATH_CHARS = re.compile(r"^[A-Za-z0-9._+@%=,:/-]+$")
 
 
 def _components(value: str) -> list:
-    if not _PATH_CHARS.match(value):
+    if not _PATH_CHARS.fullmatch(value):
         raise ValueError("may hold only letters, digits and . _ + @ % = , : / -")
     parts = value.split("/")
     if any(part in (".", "..") for part in parts):
@@ -97,7 +97,7 @@ _URL = re.compile(r"^(?P<scheme>https|s3)://(?P<host>[A-Za-z0-9.-]+(:[0-9]{1,5})
 
 
 def _url(value: str) -> str:
-    if not _URL.match(value):
+    if not _URL.fullmatch(value):
         raise ValueError("must be an https:// or s3:// URL of letters, digits and . _ ~ % + @ = , : / -")
     return value
 
@@ -106,14 +106,21 @@ def _url(value: str) -> str:
 Url = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_url)]
 
 
+_LOOPBACK_HTTP = re.compile(r"^http://(127\.[0-9.]+|localhost)(:[0-9]{1,5})?/")
+
+
 def _https(value: str) -> str:
+    if _LOOPBACK_HTTP.match(value):  # a mirror on this very machine, as Docker allows for registries
+        _url("https://" + value[len("http://"):])
+        return value
     _url(value)
     if not value.startswith("https://"):
-        raise ValueError("must be an https:// URL (downloads are verified by sha256, but never sent in clear)")
+        raise ValueError("must be an https:// URL (or http:// on the loopback address: a local mirror); "
+                         "downloads are verified by sha256, but never fetched in clear from elsewhere")
     return value
 
 
-# Where a source archive is downloaded from: https only.
+# Where a source archive is downloaded from: https only, or plain http from a loopback mirror.
 HttpsUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_https)]
 
 # A plain file name (a source archive, an installer, a SIF): never a path, never an option.

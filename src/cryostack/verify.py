@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import List, Optional
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
 
-from .engine.docker import DockerEngine
+from .checks.result import CheckResult
+from .engine.base import Engine
 from .errors import last_line
 from .plan import PlannedImage
 
@@ -19,7 +22,7 @@ ELF_FILES = (
 )
 
 
-def smoke_test(engine: DockerEngine, ref: str, image: PlannedImage) -> Optional[str]:
+def smoke_test(engine: Engine, ref: str, image: PlannedImage) -> Optional[str]:
     """Run the family's smoke command in the image; a problem if it fails or its output does not match."""
     smoke = image.build_args["smoke"]
     return smoke_problem(smoke, *engine.run(ref, smoke["command"]))
@@ -35,7 +38,7 @@ def smoke_problem(smoke: dict, code: int, output: str) -> Optional[str]:
     return None
 
 
-def missing_commands(engine: DockerEngine, ref: str, image: PlannedImage) -> Optional[str]:
+def missing_commands(engine: Engine, ref: str, image: PlannedImage) -> Optional[str]:
     """Every command the catalogue promises must be on the image's PATH."""
     names = " ".join(shlex.quote(c) for c in image.build_args["commands"])
     code, output = engine.run(ref, f'for c in {names}; do command -v "$c" >/dev/null || echo "$c"; done')
@@ -45,7 +48,7 @@ def missing_commands(engine: DockerEngine, ref: str, image: PlannedImage) -> Opt
     return None
 
 
-def missing_libraries(engine: DockerEngine, ref: str, prefix: str) -> Optional[str]:
+def missing_libraries(engine: Engine, ref: str, prefix: str) -> Optional[str]:
     """ldd over every ELF file under the install prefix: no 'not found' allowed."""
     script = f"{ELF_FILES.format(prefix=shlex.quote(prefix))} | while read -r f; do ldd \"$f\" 2>/dev/null | grep 'not found' | sed \"s|^|$f: |\"; done"
     _, output = engine.run(ref, script)
@@ -56,7 +59,7 @@ def missing_libraries(engine: DockerEngine, ref: str, prefix: str) -> Optional[s
     return None
 
 
-def cuda_architectures(engine: DockerEngine, build_stage_ref: str, prefix: str) -> List[str]:
+def cuda_architectures(engine: Engine, build_stage_ref: str, prefix: str) -> List[str]:
     """The sm_XX targets cuobjdump finds in the binaries under the prefix (run in the build stage)."""
     script = (f"{ELF_FILES.format(prefix=shlex.quote(prefix))} | while read -r f; do "
               "cuobjdump --list-elf \"$f\" 2>/dev/null; done")
@@ -64,10 +67,35 @@ def cuda_architectures(engine: DockerEngine, build_stage_ref: str, prefix: str) 
     return sorted(set(re.findall(r"\bsm_(\d+)\b", output)), key=int)
 
 
-def verify(engine: DockerEngine, ref: str, image: PlannedImage, build_stage_ref: Optional[str]) -> List[str]:
-    """Every problem found in a built image; an empty list means it passed."""
-    labels = engine.image(ref).labels
-    prefix = labels.get("io.cryostack.prefix", "/opt")
+def functional_check(image: PlannedImage, run_in: Callable[[str, Path, int], Tuple[int, str]]) -> Optional[CheckResult]:
+    """Run the version's functional check through RUN_IN(script, workdir, timeout), which runs the
+    script in the image or its SIF with the work directory at /check; None when none is declared."""
+    target = image.target
+    spec = target.family.check_of(target.version)
+    if spec is None:
+        return None
+    from .checks.run import run_check  # numpy, mrcfile, starfile: only where a check runs
+
+    return run_check(spec, target.version, lambda script, workdir: run_in(script, workdir, spec.timeout))
+
+
+def in_docker(engine: Engine, ref: str) -> Callable[[str, Path, int], Tuple[int, str]]:
+    """Run a check's script in a container of REF, without network."""
+    return lambda script, workdir, timeout: engine.run(
+        ref, script, timeout=timeout, volumes={str(workdir): {"bind": "/check", "mode": "rw"}})
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Every problem found in a built image (none: it passed), and what its functional check measured."""
+
+    problems: List[str]
+    check: Optional[CheckResult] = None
+
+
+def verify(engine: Engine, ref: str, image: PlannedImage, build_stage_ref: Optional[str]) -> Verification:
+    """Smoke test, promised commands, shared libraries, CUDA SM, then the functional check."""
+    prefix = image.contract.prefix
     problems = [p for p in (
         smoke_test(engine, ref, image),
         missing_commands(engine, ref, image),
@@ -76,6 +104,14 @@ def verify(engine: DockerEngine, ref: str, image: PlannedImage, build_stage_ref:
     arch = image.build_args["cuda_arch"]
     if arch is not None and build_stage_ref is not None:
         found = cuda_architectures(engine, build_stage_ref, prefix)
+        shown = ", ".join("sm_" + a for a in found) or "none"
         if str(arch) not in found:
-            problems.append(f"binaries carry no sm_{arch} code (cuobjdump found: {', '.join('sm_' + a for a in found) or 'none'})")
-    return problems
+            problems.append(f"binaries carry no sm_{arch} code (cuobjdump found: {shown})")
+        elif found != [str(arch)]:  # a variant carries exactly the SM it claims, so its label can be trusted
+            problems.append(f"binaries carry other SMs besides sm_{arch} (cuobjdump found: {shown})")
+    checked = None
+    if not problems:  # an image that does not start cannot compute anything: no need to try
+        checked = functional_check(image, in_docker(engine, ref))
+        if checked is not None and not checked.passed:
+            problems.append(checked.describe())
+    return Verification(problems, checked)

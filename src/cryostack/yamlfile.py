@@ -13,7 +13,7 @@ import difflib
 import re
 import typing
 from pathlib import Path
-from typing import Any, Dict, Iterable, Tuple, Type, TypeVar
+from typing import Annotated, Any, Dict, Iterable, Literal, Tuple, Type, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -215,8 +215,9 @@ def describe(where: object, exc: ValidationError, lines: Dict[Loc, int], model: 
     """One line for the first problem pydantic found: where:line: key: what is wrong.
     An unknown key is usually a typo that also makes a required key "missing": it is named first."""
     error = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
-    loc = tuple(str(part) if not isinstance(part, int) else part for part in error["loc"])
+    tagged = tuple(str(part) if not isinstance(part, int) else part for part in error["loc"])
     kind = error["type"]
+    loc = _without_union_tags(tagged, lines, keep_last=kind == "missing")
     subject = ""
     if loc and loc[-1] == "[key]":  # pydantic's marker for a mapping key that failed its type
         loc, subject = loc[:-1], "the key "
@@ -224,7 +225,7 @@ def describe(where: object, exc: ValidationError, lines: Dict[Loc, int], model: 
     if kind == "missing":
         at, detail = loc[:-1], f"missing required key {loc[-1]!r}"
     elif kind == "extra_forbidden":
-        valid = sorted(_model_at(model, loc[:-1]).model_fields)
+        valid = sorted(_model_at(model, tagged[:-1]).model_fields)
         guess = difflib.get_close_matches(str(loc[-1]), valid, n=1)
         hint = f"did you mean {guess[0]!r}? " if guess else ""
         at, detail = loc, f"unknown key {shorten(loc[-1])} ({hint}valid keys: {', '.join(valid)})"
@@ -238,6 +239,18 @@ def describe(where: object, exc: ValidationError, lines: Dict[Loc, int], model: 
             detail = f"{message} (got {shorten(error.get('input'))})"
     line = f":{nearest_line(at, lines)}" if lines else ""
     return f"{where}{line}: {key_path(at) or '(top level)'}: {' '.join(detail.split())}"
+
+
+def _without_union_tags(loc: Loc, lines: Dict[Loc, int], keep_last: bool) -> Loc:
+    """LOC without the tags pydantic adds for a discriminated union (e.g. `check.reconstruction.box`
+    for the file's `check.box`): a part that is no key of the file, under a mapping that is."""
+    kept: Loc = ()
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        if isinstance(part, str) and kept in lines and kept + (part,) not in lines and not (last and keep_last):
+            continue
+        kept += (part,)
+    return kept
 
 
 def nearest_line(loc: Loc, lines: Dict[Loc, int]) -> int:
@@ -263,15 +276,28 @@ def key_path(loc: Iterable[Any]) -> str:
 def _model_at(model: Any, loc: Loc) -> type:
     """The pydantic model that validates the mapping at `loc` (for listing its valid keys)."""
     for part in loc:  # dict keys and list indices name no field: they keep the element's model
-        if part in model.model_fields:
+        if isinstance(model, tuple):  # a discriminated union: the tag in `loc` names the member
+            model = next((m for m in model if part in _tags(m)), model[-1])
+        elif part in model.model_fields:
             model = _unwrap(model.model_fields[part].annotation)
-    return model
+    return model[-1] if isinstance(model, tuple) else model
+
+
+def _tags(model: Any) -> tuple:
+    """The values of a union member's Literal fields (its discriminator tag among them)."""
+    return tuple(arg for field in model.model_fields.values() if typing.get_origin(field.annotation) is Literal
+                 for arg in typing.get_args(field.annotation))
 
 
 def _unwrap(annotation: Any) -> Any:
-    """Optional[X], List[X], Dict[str, X], Annotated[X, ...] -> X (the innermost model)."""
+    """Optional[X], List[X], Dict[str, X], Annotated[X, ...] -> X; a union of models -> the tuple of its members."""
     while typing.get_origin(annotation) is not None:
+        if typing.get_origin(annotation) is Annotated:
+            annotation = typing.get_args(annotation)[0]
+            continue
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) > 1 and all(isinstance(a, type) and issubclass(a, BaseModel) for a in args):
+            return tuple(args)
         models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-        annotation = models[0] if models else args[-1] if typing.get_origin(annotation) is not typing.Annotated else args[0]
+        annotation = models[0] if models else args[-1]
     return annotation

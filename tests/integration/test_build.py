@@ -5,18 +5,20 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import re
 import threading
 from pathlib import Path
 
 import pytest
 
+from cryostack.engine.base import connect
 from helpers import cryostack, edit_yaml, make_hello_project
 
 pytestmark = pytest.mark.docker
 
 
 def report(root: Path) -> dict:
-    return json.loads((root / "build" / "report.json").read_text())
+    return json.loads((root / "build" / "record.json").read_text())["images"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def test_keep_going_builds_every_other_image_and_exits_1(first_build, hello_proj
 def test_failures_say_why(first_build):
     _, outcomes = first_build
     assert "deliberately broken" in Path(outcomes["broken/1.0/gcc-cpu"]["log"]).read_text()
-    assert "returned a non-zero code" in outcomes["broken/1.0/gcc-cpu"]["reason"]
+    assert "build failed: step `bash /opt/cryostack/build.sh` exited with code 2" in outcomes["broken/1.0/gcc-cpu"]["reason"]
     assert "does not match 'hello 1.0-nope'" in outcomes["badsmoke/1.0/gcc-cpu"]["reason"]
     assert "missing shared libraries" in outcomes["nolib/1.0/gcc-cpu"]["reason"]
     assert "libgomp.so.1 => not found" in outcomes["nolib/1.0/gcc-cpu"]["reason"]
@@ -168,3 +170,19 @@ def test_build_all_reports_what_cannot_build_here_without_failing(tmp_path, base
     assert "unavailable" in everything.stdout and "nobody has checked" in everything.stdout
     selected = cryostack("--root", str(root), "build", "--only", "hello")
     assert selected.returncode == 1 and "could not be built" in selected.stderr
+
+
+def test_bench_measures_the_matrix_cost_side_by_side(tmp_path, base_image):
+    """`bench --matrix F` builds F's first variant cold, its second after it and the first after an edit,
+    each in caches of its own, and prints each as a ratio to the cold build."""
+    root = make_hello_project(tmp_path, {"hello": ("-O2", "hello {version}")})
+    edit_yaml(root / "images" / "hello.yaml",
+              lambda data: data["variants"].update({"gcc-cpu-o3": dict(data["variants"]["gcc-cpu"], cpu_flags="-O3")}))
+    result = cryostack("--root", str(root), "bench", "--matrix", "hello")
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = result.stdout
+    assert re.search(r"^second variant: hello/1\.0/gcc-cpu-o3 after hello/1\.0/gcc-cpu: \d+ s vs \d+ s cold; "
+                     r"\d+\.\d\dx the cold build", text, re.MULTILINE), text
+    assert re.search(r"^one-line recipe edit of hello/1\.0/gcc-cpu: \d+ s vs \d+ s cold; \d+\.\d\dx the cold build",
+                     text, re.MULTILINE), text
+    assert not [tag for tag in connect().images("cryostack-bench/hello")], "bench leaves no image behind"

@@ -94,7 +94,7 @@ def test_sigkill_mid_copy_leaves_no_partial_file_and_a_valid_manifest(site):
     fifo = root / "build" / "hello.sif"
     os.mkfifo(fifo)
     fp = record_built(root, "hello/1.0/gcc-cpu", fifo, sha256="0" * 64)
-    publisher = subprocess.Popen([sys.executable, "-m", "cryostack.cli", "--root", str(root), "publish",
+    publisher = subprocess.Popen([sys.executable, "-m", "cryostack", "--root", str(root), "publish",
                                   "--efs-root", str(efs), "--only", "hello"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     with open(fifo, "wb") as writer:  # blocks until the publisher opens the SIF
         writer.write(SIF_HEADER + b"x" * 3_000_000)
@@ -131,7 +131,7 @@ def test_concurrent_publishers_are_serialised_and_the_second_sees_the_first(site
     import hashlib
     record_built(root, "hello/1.0/gcc-cpu", fifo, sha256=hashlib.sha256(data).hexdigest())
     record_built(root, "other/1.0/gcc-cpu", fake_sif(root / "build" / "other.sif", 60_000))
-    first = subprocess.Popen([sys.executable, "-m", "cryostack.cli", "--root", str(root), "publish",
+    first = subprocess.Popen([sys.executable, "-m", "cryostack", "--root", str(root), "publish",
                               "--efs-root", str(efs), "--only", "hello"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     writer = open(fifo, "wb")  # the first publisher now holds the lock, blocked on its SIF
     second_result = {}
@@ -165,7 +165,7 @@ def test_selecting_an_unbuilt_image_publishes_nothing(site):
     record_built(root, "hello/1.0/gcc-cpu", fake_sif(root / "build" / "hello.sif", 10_000))
     result = publish(root, efs, "--only", "hello,other")
     assert result.returncode == 2
-    assert "other/1.0/gcc-cpu (not built: invoke build)" in result.stderr and "nothing was published" in result.stderr
+    assert "other/1.0/gcc-cpu (not built: `cryostack build`)" in result.stderr and "nothing was published" in result.stderr
     assert not efs.exists()
 
 

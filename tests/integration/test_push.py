@@ -37,7 +37,7 @@ def run_push(root: Path, *args: str, password: str | None = None, env: dict | No
 
 
 def oci_of(root: Path, key: str) -> dict:
-    return json.loads((root / "build" / "report.json").read_text())[key]["oci"]
+    return json.loads((root / "build" / "record.json").read_text())["images"][key]["oci"]
 
 
 def test_push_to_an_oci_registry_confirms_and_records_the_digest(built, registry):
@@ -134,3 +134,20 @@ def test_a_push_without_the_build_logs_folder_makes_it(built, registry):
                       password=registry.password)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (built / "build" / "logs" / "push.log").is_file()
+
+
+def test_a_ci_shard_imports_layers_another_shard_pushed(tmp_path, base_image, open_registry, engine):
+    """Shard one builds with --inline-cache and pushes; shard two builds with --cache-from that registry,
+    and BuildKit takes the layers' cache from it."""
+    root = make_hello_project(tmp_path, {"shard": ("-O2", "hello {version}")})
+    first = cryostack("--root", str(root), "build", "--inline-cache")
+    assert first.returncode == 0, first.stdout + first.stderr
+    pushed = cryostack("--root", str(root), "push", "--registry", open_registry)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    for tag in engine.images("cryostack/shard"):  # shard two's engine has none of shard one's images
+        engine.untag(tag)
+    second = cryostack("--root", str(root), "build", "--cache-from", open_registry)
+    assert second.returncode == 0, second.stdout + second.stderr
+    log = (root / "build" / "logs" / "shard_1.0_gcc-cpu.log").read_text()
+    assert f"importing cache manifest from {open_registry}/cryostack/shard:1.0-gcc-cpu" in log
+    assert "failed to import cache" not in log.lower()

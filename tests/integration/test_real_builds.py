@@ -18,7 +18,7 @@ def real_build(tmp_path_factory, engine, base_image):
     build_dir = tmp_path_factory.mktemp("real") / "build"
     result = cryostack("build", "--only", "relion/3.1.3/gcc-cpu,ctffind/4.1.14/gcc-cpu", "--jobs", "2",
                        "--keep-going", "--build-dir", str(build_dir))
-    return result, build_dir, json.loads((build_dir / "report.json").read_text())
+    return result, build_dir, json.loads((build_dir / "record.json").read_text())["images"]
 
 
 def test_relion_and_ctffind_build_and_pass_verification(real_build):
@@ -46,8 +46,8 @@ def test_sif_of_ctffind(real_build, trixie_base):
     _, build_dir, _ = real_build
     result = cryostack("sif", "--only", "ctffind/4.1.14/gcc-cpu", "--build-dir", str(build_dir))
     assert result.returncode == 0, result.stdout + result.stderr
-    entry = json.loads((build_dir / "report.json").read_text())["ctffind/4.1.14/gcc-cpu"]
-    assert Path(entry["sif"]).read_bytes()[32:41] == b"SIF_MAGIC"
+    entry = json.loads((build_dir / "record.json").read_text())["images"]["ctffind/4.1.14/gcc-cpu"]
+    assert Path(entry["sif"]["path"]).read_bytes()[32:41] == b"SIF_MAGIC"
 
 
 def test_cuda_binaries_must_carry_the_requested_sm(tmp_path, base_image):
@@ -57,7 +57,7 @@ def test_cuda_binaries_must_carry_the_requested_sm(tmp_path, base_image):
         "cudawrong": ("sm_86", "hello {version}", 75),  # asks for sm_75, compiles for sm_86
     })
     result = cryostack("--root", str(root), "build", "--keep-going", "--jobs", "2")
-    outcomes = json.loads((root / "build" / "report.json").read_text())
+    outcomes = json.loads((root / "build" / "record.json").read_text())["images"]
     assert outcomes["cudahello/1.0/gcc-cuda86"]["status"] == "built", outcomes["cudahello/1.0/gcc-cuda86"]
     wrong = outcomes["cudawrong/1.0/gcc-cuda75"]
     assert wrong["status"] == "failed"

@@ -21,11 +21,11 @@ def test_sif_is_built_smoke_tested_and_recorded(tmp_path: Path, base_image, trix
     first = cryostack("--root", str(root), "sif")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "smoke test passed" in first.stdout
-    entry = json.loads((root / "build" / "report.json").read_text())["hello/1.0/gcc-cpu"]
-    sif = Path(entry["sif"])
+    entry = json.loads((root / "build" / "record.json").read_text())["images"]["hello/1.0/gcc-cpu"]
+    sif = Path(entry["sif"]["path"])
     assert sif.is_file() and sif.name == f"{entry['fingerprint'][:12]}.sif"
     assert sif.read_bytes()[32:41] == b"SIF_MAGIC", "a real SIF file (its global header)"
-    assert entry["sif_size"] == sif.stat().st_size and len(entry["sif_sha256"]) == 64
+    assert entry["sif"]["size"] == sif.stat().st_size and len(entry["sif"]["sha256"]) == 64
     assert [p.name for p in sif.parent.iterdir()] == [sif.name], "no temporary file is left beside the SIF"
 
     mtime = os.stat(sif).st_mtime_ns
@@ -38,5 +38,5 @@ def test_sif_of_an_image_that_is_not_built_is_an_error(tmp_path: Path, engine):
     root = make_hello_project(tmp_path, {"neverbuilt": ("-O2", "hello {version}")})
     result = cryostack("--root", str(root), "sif")
     assert result.returncode == 1
-    assert "not built (run `invoke build --only neverbuilt/1.0/gcc-cpu`)" in result.stdout
+    assert "not built (run `cryostack build --only neverbuilt/1.0/gcc-cpu`)" in result.stdout
     assert "no built image to convert" in result.stderr

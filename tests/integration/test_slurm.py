@@ -1,10 +1,14 @@
 """Wrappers under a real Slurm: each partition runs the image of its instance family, arguments
-arrive byte for byte, and a RELION-style submission from the generated qsub template runs."""
+arrive byte for byte, MPI ranks start the way the image needs, a RELION-style submission from the
+one qsub template runs (with --gres only on GPU partitions), jobs submit from inside a container,
+and the node set-up script fails a node without a runtime."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,11 +16,12 @@ import pytest
 import yaml
 
 from helpers import cryostack, make_hello_project, write_site
+from sites import Recorder
 
 pytestmark = pytest.mark.docker
 
 # One test program, one variant per instance family: which image ran is visible from inside it.
-VARIANTS = {"g5": "-O2", "g4dn": "-O1", "c6i": "-O3 -DWITH_MPI"}
+VARIANTS = {"g5": "-O2 -DWITH_MPI", "g4dn": "-O1", "c6i": "-O3 -DWITH_MPI"}
 INSTANCES = {"g5": "g5.12xlarge", "g4dn": "g4dn.12xlarge", "c6i": "c6i.32xlarge"}
 
 
@@ -38,12 +43,26 @@ def published(tmp_path_factory, base_image, trixie_base, slurm):
     return work, efs / "manifest.json"
 
 
-def site_wrappers(work: Path, manifest: Path, runtime: str) -> Path:
+def slurm_client() -> dict:
+    """Where Debian puts the Slurm client: what containers get bound in to submit jobs."""
+    libmunge = next(Path("/usr/lib").glob("*/libmunge.so.2"), None)
+    return {"commands": [shutil.which("sbatch")], "paths": [str(p) for p in Path("/usr/lib").glob("*/slurm-wlm")],
+            "libraries": [str(libmunge)] if libmunge else []}
+
+
+def site_wrappers(work: Path, manifest: Path, runtime: str, **changes) -> Path:
     """A site file for the test Slurm's partitions and the wrappers generated from it."""
-    site_file = write_site(work / f"site-{runtime}.yaml", runtime=runtime, bind_paths=[str(work)], variants={},
-                           queues=[{"name": f, "instance_types": [t], "max_count": 2} for f, t in INSTANCES.items()])
+    (work / "scratch").mkdir(exist_ok=True)
+    site = dict(runtime=runtime, extra_binds=[str(work)], variants={}, fsx=None, node_scratch=str(work / "scratch"),
+                image_store={"efs_id": "fs-0123456789abcdef0", "mount": str(manifest.parent), "root": str(manifest.parent)},
+                queues=[{"name": f, "instance_types": [t], "max_count": 2} for f, t in INSTANCES.items()],
+                slurm_client=slurm_client(), module_system="lmod")
+    if runtime != "apptainer":
+        site["runtime_install"] = None
+    site.update(changes)
+    site_file = write_site(work / f"site-{runtime}.yaml", **site)
     prefix = work / f"cluster-{runtime}"
-    result = cryostack("cluster-wrappers", "--site", str(site_file), "--manifest", str(manifest), "--prefix", str(prefix))
+    result = cryostack("cluster.wrappers", "--site", str(site_file), "--manifest", str(manifest), "--prefix", str(prefix))
     assert result.returncode == 0, result.stdout + result.stderr
     return prefix
 
@@ -57,14 +76,27 @@ def cluster(published, slurm):
 
 # Debian ships no host Apptainer for bookworm; sid's runs in the tool container (ENVIRONMENT.md),
 # where loop devices cannot be attached, so SIFs are mounted with --userns (squashfuse). This
-# stand-in for /usr/bin/apptainer forwards an `apptainer exec` there, with the test tree mounted
-# at the same path; the wrapper's own arguments pass through untouched.
+# stand-in for /usr/bin/apptainer forwards an `apptainer exec` there. The container shares the
+# host's network, IPC, PIDs and /tmp (where the test Slurm keeps munge's socket and PMIx's
+# rendezvous) and gets Slurm's and PMIx's variables, as a host Apptainer would; the wrapper's own
+# arguments pass through untouched.
 APPTAINER_SHIM = """#!/bin/bash
 [ "$1" = exec ] || {{ echo "apptainer stand-in: only exec" >&2; exit 64; }}
 shift
-exec docker run --rm -i --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined \\
-    --device /dev/fuse -v {work}:{work} -w "$PWD" local/apptainer:sid apptainer exec --userns "$@"
+env_args=()
+while IFS= read -r name; do env_args+=(-e "$name"); done < <(compgen -e | grep -E '^(PMIX|PMI|OMPI|SLURM|CRYOSTACK|RELION|OMP)_' || true)
+exec docker run --rm -i --network host --ipc host --pid host --cap-add SYS_ADMIN --security-opt seccomp=unconfined \\
+    --security-opt apparmor=unconfined --device /dev/fuse -v /tmp:/tmp -v {work}:{work} {extra} "${{env_args[@]}}" \\
+    -w "$PWD" local/apptainer:sid apptainer exec --userns "$@"
 """
+
+
+def apptainer_shim(work: Path, extra: str = "") -> Path:
+    shim = work / "apptainer-bin" / "apptainer"
+    shim.parent.mkdir(exist_ok=True)
+    shim.write_text(APPTAINER_SHIM.format(work=work, extra=extra))
+    shim.chmod(0o755)
+    return shim.parent
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +104,10 @@ def apptainer_cluster(published, slurm):
     """Wrappers of a site whose runtime is Apptainer (the default), running the published SIFs."""
     work, manifest = published
     prefix = site_wrappers(work, manifest, "apptainer")
-    shim = work / "apptainer-bin" / "apptainer"
-    shim.parent.mkdir()
-    shim.write_text(APPTAINER_SHIM.format(work=work))
-    shim.chmod(0o755)
-    return prefix, work / "jobs", slurm, shim.parent
+    # The Slurm client the wrappers bind in lives outside the work tree: the tool container sees it too.
+    client = slurm_client()
+    extra = " ".join(f"-v {p}:{p}:ro" for p in [*client["commands"], *client["paths"], *client["libraries"]])
+    return prefix, work / "jobs", slurm, apptainer_shim(work, extra)
 
 
 def run_job(slurm, jobs: Path, script: str, *args: str, partition: str, options=()) -> str:
@@ -99,16 +130,16 @@ def test_each_partition_runs_the_image_of_its_instance_family(cluster, partition
     assert output == [f"image=hello/1.0/cpu-{partition}", "image=hello/1.0/cpu-c6i"]
 
 
-def test_srun_pmix_runs_two_mpi_ranks_in_containers(cluster):
+def test_the_launcher_starts_two_mpi_ranks_under_pmix_in_containers(cluster):
     """The hybrid model: Slurm's PMIx server starts the ranks, Debian's Open MPI in the image wires them up."""
     prefix, jobs, slurm = cluster
-    script = f"#!/bin/bash\nsrun --mpi=pmix --ntasks=2 {prefix}/bin/hello --mpi\n"
+    script = f"#!/bin/bash\n{prefix}/bin/cryostack-mpirun -n 2 {prefix}/bin/hello --mpi\n"
     output = run_job(slurm, jobs, script, partition="c6i", options=["--ntasks=2"])
     assert sorted(output.splitlines()) == [f"rank={r} size=2 sum=1 image=hello/1.0/cpu-c6i" for r in (0, 1)]
 
 
 def test_host_mpirun_runs_two_mpi_ranks_in_containers(cluster, host_mpirun):
-    """RELION's default launcher: the host's mpirun (inside the allocation) starts the wrapper twice."""
+    """RELION's other launcher: the host's mpirun (inside the allocation) starts the wrapper twice."""
     prefix, jobs, slurm = cluster
     script = f"#!/bin/bash\n{host_mpirun} --allow-run-as-root -n 2 {prefix}/bin/hello --mpi\n"
     output = run_job(slurm, jobs, script, partition="c6i", options=["--ntasks=2"])
@@ -125,25 +156,34 @@ def test_arguments_arrive_byte_exact(cluster):
     assert not Path("/tmp/cryostack-pwned").exists()
 
 
-def test_relion_style_submission_from_the_qsub_template(cluster):
-    """What RELION's GUI does: fill the XXX fields of the queue's template, with commands written
-    as `which <command>`, and sbatch it. The template asks for the queue's GPUs without empty directives."""
+def gres_of(slurm, job: str) -> str:
+    shown = subprocess.run(["scontrol", "show", "job", job], env=slurm.env, capture_output=True, text=True).stdout
+    return " ".join(w for w in shown.split() if "gres" in w.lower() or w.startswith("TresPerNode"))
+
+
+@pytest.mark.parametrize("partition, gpus", [("g5", 4), ("c6i", 0)])
+def test_relion_style_submission_through_the_one_template(cluster, partition, gpus):
+    """What RELION's GUI does: fill the XXX fields of the template (the queue field names the
+    partition) and run RELION_QSUB_COMMAND on it; GPUs are asked for only where the partition has them."""
     prefix, jobs, slurm = cluster
-    template = (prefix / "qsub" / "g5.sh").read_text()
-    assert "--gres=gpu:4" in template and not any(line.rstrip().endswith("=") for line in template.splitlines())
-    values = {"queue": "g5", "mpinodes": "1", "threads": "1", "extra1": "1", "outfile": str(jobs / "relion.out"),
-              "errfile": str(jobs / "relion.err"), "name": "Class3D/job001/"}
+    template = (prefix / "qsub" / "relion.sh").read_text()
+    out, err = jobs / f"relion-{partition}.out", jobs / f"relion-{partition}.err"
+    values = {"queue": partition, "mpinodes": "2", "threads": "1", "extra1": "1", "outfile": str(out),
+              "errfile": str(err), "name": "Class3D/job001/"}
     script = template
     for field, value in values.items():
         script = script.replace(f"XXX{field}XXX", value)
-    script = script.replace("XXXcommandXXX", "`which hello` --whoami")
+    script = script.replace("XXXcommandXXX", "`which hello` --mpi")
     assert not re.search(r"XXX[a-z0-9]+XXX", script), "every field of the template is one RELION fills"
-    (jobs / "run_submit.script").write_text(script)
+    (jobs / f"run_submit-{partition}.script").write_text(script)
     env = dict(slurm.env, PATH=f"{prefix}/bin:{os.environ['PATH']}")
-    job = subprocess.run(["sbatch", "--parsable", str(jobs / "run_submit.script")], cwd=jobs, env=env,
-                         capture_output=True, text=True, check=True).stdout.strip()
-    assert slurm.wait(job) == "COMPLETED", (jobs / "relion.err").read_text()
-    assert (jobs / "relion.out").read_text().split() == ["image=hello/1.0/cpu-g5"]
+    submitted = subprocess.run([str(prefix / "bin" / "cryostack-sbatch"), "--parsable", str(jobs / f"run_submit-{partition}.script")],
+                               cwd=jobs, env=env, capture_output=True, text=True)
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip().split(";")[0]
+    assert (f"gpu:{gpus}" in gres_of(slurm, job)) == bool(gpus), gres_of(slurm, job)
+    assert slurm.wait(job) == "COMPLETED", err.read_text()
+    assert sorted(out.read_text().splitlines()) == [f"rank={r} size=2 sum=1 image=hello/1.0/cpu-{partition}" for r in (0, 1)]
 
 
 def test_an_unknown_partition_names_the_known_ones(cluster):
@@ -164,7 +204,37 @@ def test_apptainer_wrappers_run_the_published_sif_of_each_partition(apptainer_cl
     assert [bytes.fromhex(line).decode() for line in lines[1:]] == nasty
 
 
-def test_apptainer_wrapper_names_a_missing_sif(apptainer_cluster, tmp_path):
+def test_apptainer_ranks_start_under_pmix_through_the_launcher(apptainer_cluster):
+    prefix, jobs, slurm, shim = apptainer_cluster
+    script = f"#!/bin/bash\nexport PATH={shim}:$PATH\n{prefix}/bin/cryostack-mpirun -n 2 {prefix}/bin/hello --mpi\n"
+    output = run_job(slurm, jobs, script, partition="g5", options=["--ntasks=2"])
+    assert sorted(output.splitlines()) == [f"rank={r} size=2 sum=1 image=hello/1.0/cpu-g5" for r in (0, 1)]
+
+
+def test_a_job_submits_from_inside_a_container(apptainer_cluster, published, tmp_path):
+    """RELION's pipeliner runs in its container and submits with RELION_QSUB_COMMAND: with the
+    binds the wrappers give, cryostack-sbatch inside the container reaches the host's Slurm."""
+    prefix, jobs, slurm, shim = apptainer_cluster
+    work, manifest = published
+    recorder = Recorder(tmp_path)
+    assert subprocess.run([str(prefix / "bin" / "hello_c6i")], env=recorder.env()).returncode == 0
+    argv = recorder.calls()[-1]["argv"]
+    binds = [a for i, a in enumerate(argv) if i and argv[i - 1] == "--bind"]
+    sif = next(a for a in argv if a.endswith(".sif"))
+    inner = jobs / "inner.sh"
+    inner.write_text(f"#!/bin/bash\n#SBATCH --partition=c6i\n#SBATCH --output={jobs}/inner.out\necho submitted-from-inside\n")
+    command = f"command -v sbatch || echo 'no sbatch in the image'; {prefix}/bin/cryostack-sbatch --parsable {inner}"
+    shim_env = dict(slurm.env, PATH=f"{shim}:{os.environ['PATH']}")
+    inside = subprocess.run([str(shim / "apptainer"), "exec", *[x for b in binds for x in ("--bind", b)], sif,
+                             "/bin/bash", "-c", command], env=shim_env, capture_output=True, text=True)
+    assert inside.returncode == 0, inside.stdout + inside.stderr
+    assert "no sbatch in the image" in inside.stdout, "the image itself has no Slurm client"
+    job = inside.stdout.strip().splitlines()[-1].split(";")[0]
+    assert slurm.wait(job) == "COMPLETED"
+    assert (jobs / "inner.out").read_text().strip() == "submitted-from-inside"
+
+
+def test_apptainer_wrapper_names_a_missing_sif(apptainer_cluster):
     prefix, _, _, _ = apptainer_cluster
     wrapper = (prefix / "bin" / "hello_g5").read_text()
     image = next(line.split("=", 1)[1].strip("'") for line in wrapper.splitlines() if line.startswith("image="))
@@ -178,16 +248,72 @@ def test_apptainer_wrapper_names_a_missing_sif(apptainer_cluster, tmp_path):
     assert f"hello_g5: image {image} is missing; ask the site to publish hello/1.0/cpu-g5" in result.stderr
 
 
-def test_node_set_up_script_puts_the_wrappers_on_every_login_shell(cluster, published, base_image):
-    """What ParallelCluster runs on each node (OnNodeConfigured), here on a fresh Debian container."""
-    prefix, _, _ = cluster
+# --- the node set-up script (ParallelCluster's OnNodeConfigured), on a fresh Debian container ----
+
+def fake_runtime_deb(work: Path) -> Path:
+    """A real .deb that installs a stand-in `apptainer` (no dependencies: it installs offline)."""
+    root = work / "deb"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text("Package: apptainer-standin\nVersion: 1.0\nArchitecture: all\n"
+                                             "Maintainer: cryostack tests <tests@cryostack.invalid>\n"
+                                             "Description: stand-in apptainer for the node script test\n")
+    (root / "usr" / "bin" / "apptainer").write_text("#!/bin/sh\necho apptainer stand-in\n")
+    (root / "usr" / "bin" / "apptainer").chmod(0o755)
+    deb = work / "apptainer_1.0_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)], check=True, capture_output=True)
+    return deb
+
+
+def node(base_image: str, work: Path, script: str, *mounts: str) -> subprocess.CompletedProcess:
+    command = ["docker", "run", "--rm", "-v", f"{work}:{work}", *[x for m in mounts for x in ("-v", m)],
+               base_image, "bash", "-c", script]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def test_node_set_up_fails_a_node_without_the_runtime_and_sets_up_logins(published, base_image, tmp_path):
     work, manifest = published
+    os.chmod(tmp_path, 0o755)
+    prefix = site_wrappers(work, manifest, "apptainer")
     script = prefix / "on-node-configured.sh"
-    run = ["docker", "run", "--rm", "-v", f"{work}:{work}:ro", base_image, "bash", "-c"]
-    configured = subprocess.run([*run, f"{script} {manifest.parent} {prefix} && bash -lc 'command -v hello'"],
-                                capture_output=True, text=True)
+    missing = node(base_image, work, str(script))
+    assert missing.returncode == 1
+    assert "cryostack: apptainer is not installed on this node" in missing.stderr
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "apptainer").write_text("#!/bin/sh\n")
+    (tools / "apptainer").chmod(0o755)
+    configured = node(base_image, work, f"cp {tools}/apptainer /usr/local/bin/ && {script} && "
+                      f"test -d {work}/scratch && bash -lc 'command -v hello; echo \"$MODULEPATH\"'", f"{tools}:{tools}:ro")
     assert configured.returncode == 0, configured.stderr
-    assert configured.stdout.strip() == f"{prefix}/bin/hello"
-    unmounted = subprocess.run([*run, f"{script} /efs/not-mounted {prefix}"], capture_output=True, text=True)
+    assert configured.stdout.splitlines()[0] == f"{prefix}/bin/hello"
+    unmounted = node(base_image, work, f"cp {tools}/apptainer /usr/local/bin/ && "
+                     f"sed 's|^images=.*|images=/efs/not-mounted|' {script} > /tmp/s && bash /tmp/s", f"{tools}:{tools}:ro")
     assert unmounted.returncode == 1
     assert "/efs/not-mounted/manifest.json is not readable: is the image store mounted?" in unmounted.stderr
+
+
+def test_node_set_up_installs_the_runtime_package_after_checking_its_sha256(published, base_image, tmp_path):
+    """runtime_install.package_url: the node fetches the package (here s3:// through a stand-in
+    `aws`), checks its sha256, installs it with the system's package manager, then finds the runtime."""
+    work, manifest = published
+    os.chmod(tmp_path, 0o755)
+    deb = fake_runtime_deb(tmp_path)
+    digest = hashlib.sha256(deb.read_bytes()).hexdigest()
+    aws = tmp_path / "aws-bin" / "aws"
+    aws.parent.mkdir()
+    # `aws s3 cp --quiet s3://bucket/key DEST`: copies from the bucket's stand-in directory.
+    aws.write_text(f"#!/bin/sh\n[ \"$1 $2\" = 's3 cp' ] || exit 64\ncp {tmp_path}/bucket/\"$(basename \"$4\")\" \"$5\"\n")
+    aws.chmod(0o755)
+    (tmp_path / "bucket").mkdir()
+    shutil.copy(deb, tmp_path / "bucket" / deb.name)
+    results = {}
+    for name, sha in (("good", digest), ("tampered", "0" * 64)):
+        install = {"package_url": f"s3://cryo-lab-software/{deb.name}", "package_sha256": sha}
+        prefix = site_wrappers(work, manifest, "apptainer", runtime_install=install)
+        results[name] = node(base_image, work, f"PATH={aws.parent}:$PATH {prefix}/on-node-configured.sh && apptainer",
+                             f"{tmp_path}:{tmp_path}:ro")
+    assert results["good"].returncode == 0, results["good"].stderr
+    assert results["good"].stdout.strip().endswith("apptainer stand-in")
+    assert results["tampered"].returncode == 1
+    assert "does not have the sha256 the site file gives; not installing it" in results["tampered"].stderr

@@ -87,8 +87,8 @@ def test_plain_anchors_and_aliases_still_work(tmp_path: Path):
 @pytest.mark.parametrize("case, text, fragment", [
     ("billion laughs", _bomb(9, 10), "expands to more than"),
     ("5000-digit integer", RELION.replace("cuda_arch: 86", "cuda_arch: " + "8" * 5000), "5000 digits is too large"),
-    ("deep nesting", RELION.replace("targets: [g5]", "targets: " + "[" * 500 + "]" * 500), "nested more than"),
-    ("recursive alias", RELION.replace("targets: [g5]", "targets: &t [g5, *t]"), "contains it"),
+    ("deep nesting", RELION.replace("description: NVIDIA A10G (g5)", "description: " + "[" * 500 + "]" * 500), "nested more than"),
+    ("recursive alias", RELION.replace("description: NVIDIA A10G (g5)", "description: &t [g5, *t]"), "contains it"),
     ("mixed key types", RELION.replace('"5.0.1":', "5.0:"), "the key '5.0' is read as a number"),
     ("NUL", re.sub(r"(?m)^description: .*$", lambda _: 'description: "RELION\\0"', RELION), "description: contains the control character U+0000"),
     ("ESC", RELION.replace("GPL-2.0-only", '"GPL\\e[2J"'), "licence.name: contains the control character U+001B"),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cryostack.commands import Project, planned_images
+from cryostack.app.images import planned_images
+from cryostack.project import Project
 from cryostack.settings import BuildSettings
 from helpers import ROOT
 

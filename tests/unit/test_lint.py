@@ -7,21 +7,32 @@ from pathlib import Path
 import pytest
 
 from cryostack.lint import lint_definition
-from helpers import cryostack
+from cryostack.catalogue import load_catalogue
+from cryostack.plan import expand
+from helpers import ROOT, cryostack
 
 
 def test_shipped_recipes_lint_clean(tmp_path: Path):
+    entries = len(expand(load_catalogue(ROOT / "images")))
     result = cryostack("lint", "--build-dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "lint: 14 entries clean" in result.stdout
-    assert len(list((tmp_path / "out").rglob("Dockerfile"))) == 14
+    assert f"lint: {entries} entries clean" in result.stdout
+    assert len(list((tmp_path / "out").rglob("Dockerfile"))) == entries
+
+
+def test_lint_finds_hadolint_where_setup_put_it_with_only_the_system_path(tmp_path: Path):
+    """The README's test command runs with whatever PATH the user has: the venv's bin/ need not be on it."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp_path)}
+    result = cryostack("lint", "--only", "ctffind", "--build-dir", str(tmp_path / "out"), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "lint: 1 entries clean" in result.stdout
 
 
 def test_a_hadolint_warning_fails_lint_with_exit_1(project: Path):
     recipe = project / "recipes" / "ctffind" / "recipe.j2"
     # `cd` in a RUN line instead of WORKDIR is hadolint's DL3003 (a warning).
     layout = project / "recipes" / "common" / "Dockerfile.j2"
-    layout.write_text(layout.read_text().replace("RUN bash /opt/cryostack/build.sh", "RUN cd /opt && bash /opt/cryostack/build.sh"))
+    layout.write_text(layout.read_text().replace("    bash /opt/cryostack/build.sh", "    cd /opt && bash /opt/cryostack/build.sh"))
     assert recipe.exists()
     result = cryostack("--root", str(project), "lint", "--only", "ctffind", "--build-dir", str(project / "out"))
     assert result.returncode == 1

@@ -45,11 +45,11 @@ def test_matrix_json_is_what_ci_shards_on():
     result = cryostack("matrix", "--json")
     assert result.returncode == 0, result.stderr
     entries = {e["key"]: e for e in json.loads(result.stdout)}
-    assert len(entries) == 14
+    assert set(entries) == {t.key for t in expand(load_catalogue(ROOT / "images"))}
     g5 = entries["relion/5.0.1/gcc-cuda86"]
     assert g5["targets"] == ["g5"] and g5["cuda_arch"] == 86 and g5["blocked"] is None
     assert g5["image"] == "cryostack/relion:5.0.1-gcc-cuda86" and len(g5["fingerprint"]) == 64
-    assert "no sha256 pin" in entries["relion/4.0.1/gcc-cpu"]["blocked"]
+    assert "no sha256 pin" in entries["chimera/1.17.3/cpu"]["blocked"]
 
 
 def test_matrix_table_shows_status_and_reasons():
@@ -62,7 +62,53 @@ def test_matrix_table_shows_status_and_reasons():
 
 def test_a_reader_that_stops_early_gets_no_error_message():
     """`cryostack matrix | head -1`: the closed pipe ends the command quietly, like any Unix filter."""
-    result = subprocess.run(f"{sys.executable} -m cryostack.cli matrix --json | true; echo $" + "{PIPESTATUS[0]}",
+    result = subprocess.run(f"{sys.executable} -m cryostack matrix --json | true; echo $" + "{PIPESTATUS[0]}",
                             shell=True, executable="/bin/bash", cwd=ROOT, capture_output=True, text=True)
     assert result.stderr == ""
     assert result.stdout.strip() == "141"
+
+
+def _tasks(program: list) -> list:
+    listed = subprocess.run([*program, "--list"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in listed.splitlines() if re.match(r"^  \S", line)]
+
+
+INVOKE = [sys.executable, "-m", "invoke"]
+CONSOLE = [sys.executable, "-m", "cryostack"]
+
+
+def test_both_front_doors_offer_the_same_tasks_with_the_same_help():
+    """`invoke` and `cryostack` serve one collection: same names, options and help (invoke adds `test`)."""
+    console_tasks = _tasks(CONSOLE)
+    assert set(_tasks(INVOKE)) - set(console_tasks) == {"test"}
+    for name in console_tasks:
+        helps = []
+        for program in (INVOKE, CONSOLE):
+            shown = subprocess.run([*program, "--help", name], cwd=ROOT, capture_output=True, text=True)
+            assert shown.returncode == 0, shown.stderr
+            helps.append(re.sub(r"^Usage: \S+", "Usage: PROGRAM", shown.stdout))
+        assert helps[0] == helps[1], name
+        assert "--" in helps[0], f"{name} shows no options"
+
+
+@pytest.mark.parametrize("program", [INVOKE, CONSOLE], ids=["invoke", "cryostack"])
+def test_a_real_task_runs_through_each_front_door(program, tmp_path):
+    key = expand(load_catalogue(ROOT / "images"))[0].key
+    result = subprocess.run([*program, "render", "--only", key, "--build-dir", str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / key / "Dockerfile").is_file()
+
+
+def test_an_unknown_option_is_bad_input():
+    result = subprocess.run([*CONSOLE, "build", "--jbos", "2"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith("cryostack: error: ") and "--jbos" in result.stderr
+
+
+def test_the_readme_task_table_lists_exactly_the_tasks():
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Tasks", 1)[1].split("\n## ", 1)[0]
+    documented = {re.match(r"\| `([\w.-]+)", line).group(1) for line in table.splitlines()
+                  if re.match(r"\| `[\w.-]+", line)}
+    assert documented == set(_tasks(INVOKE))

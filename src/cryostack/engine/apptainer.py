@@ -13,10 +13,10 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
-from ..errors import BuildError, last_line
-from .docker import DockerEngine
+from ..errors import BuildError, last_line, run_hint
+from .base import Engine
 
 TOOL_IMAGE = "local/apptainer:sid"
 TOOL_BASE = "local/debian:trixie"
@@ -30,7 +30,7 @@ CONTAINER_OPTIONS = dict(
 class Apptainer:
     """Build and test SIF files; every apptainer call goes through here."""
 
-    def __init__(self, engine: DockerEngine, tool_dockerfile: Path, log_path: Path):
+    def __init__(self, engine: Engine, tool_dockerfile: Path, log_path: Path):
         self.engine = engine
         self.tool_dockerfile = tool_dockerfile
         self.log_path = log_path
@@ -49,7 +49,7 @@ class Apptainer:
                              "put apptainer on PATH, or run from a cryostack checkout")
         if self.engine.image(TOOL_BASE) is None:
             raise BuildError(f"no apptainer on this host and no {TOOL_BASE} to build one from: "
-                             "run `invoke base-image --suite trixie` first")
+                             f"run {run_hint('base-image --suite trixie')} first")
         with tempfile.TemporaryDirectory() as context, open(self.log_path, "a") as log:
             shutil.copy(self.tool_dockerfile, Path(context) / "Dockerfile")
             self.engine.build(Path(context), TOOL_IMAGE, {"io.cryostack.tool": "apptainer"}, log)
@@ -67,13 +67,17 @@ class Apptainer:
                 os.fsync(handle.fileno())
             os.replace(work / "image.sif", dest)
 
-    def exec(self, sif: Path, script: str) -> Tuple[int, str]:
-        """Run a shell script inside a SIF (apptainer exec)."""
+    def exec(self, sif: Path, script: str, binds: Optional[Dict[Path, str]] = None) -> Tuple[int, str]:
+        """Run a shell script inside a SIF (apptainer exec), with host directories bound where BINDS says."""
+        binds = binds or {}
         # In the tool container loop devices cannot be attached; --userns mounts the SIF with squashfuse.
         mode = "" if self.host else "--userns "
-        return self._apptainer(sif.parent, f"exec {mode}/data/{shlex.quote(sif.name)} /bin/sh -c {shlex.quote(script)}")
+        # The tool container sees each bound directory at its host path, so one --bind serves both cases.
+        bind = "".join(f"--bind {shlex.quote(f'{Path(host).resolve()}:{inside}')} " for host, inside in binds.items())
+        return self._apptainer(sif.parent, f"exec {mode}{bind}/data/{shlex.quote(sif.name)} /bin/sh -c {shlex.quote(script)}",
+                               extra_volumes=[Path(host).resolve() for host in binds])
 
-    def _apptainer(self, data: Path, arguments: str) -> Tuple[int, str]:
+    def _apptainer(self, data: Path, arguments: str, extra_volumes: Sequence[Path] = ()) -> Tuple[int, str]:
         with open(self.log_path, "a") as log:
             log.write(f"$ apptainer {arguments}   (/data = {data})\n")
             if self.host:
@@ -81,9 +85,9 @@ class Apptainer:
                 result = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False)
                 code, output = result.returncode, result.stdout + result.stderr
             else:
-                code, output = self.engine.run(
-                    TOOL_IMAGE, f"apptainer {arguments}", timeout=3600,
-                    volumes={str(data.resolve()): {"bind": "/data", "mode": "rw"}}, **CONTAINER_OPTIONS,
-                )
+                volumes = {str(path): {"bind": str(path), "mode": "rw"} for path in extra_volumes}
+                volumes[str(data.resolve())] = {"bind": "/data", "mode": "rw"}
+                code, output = self.engine.run(TOOL_IMAGE, f"apptainer {arguments}", timeout=3600,
+                                               volumes=volumes, **CONTAINER_OPTIONS)
             log.write(output)
         return code, output

@@ -1,9 +1,8 @@
-"""The Docker engine, through the Docker SDK for Python (the only module that talks to dockerd)."""
+"""The Docker engine: the Docker SDK for Python for images and containers, BuildKit for builds."""
 
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, TextIO, Tuple
 
@@ -11,13 +10,9 @@ import docker
 import docker.errors
 
 from ..errors import BuildError, last_line
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    id: str
-    labels: Dict[str, str]
-    size: int
+from . import buildkit
+from .base import ImageInfo
+from .buildkit import BuildCache
 
 
 class DockerEngine:
@@ -59,38 +54,10 @@ class DockerEngine:
 
     def build(
         self, context: Path, tag: str, labels: Dict[str, str], log: TextIO,
-        network: str = "host", target: Optional[str] = None,
+        network: str = "host", target: Optional[str] = None, cache: BuildCache = BuildCache(), no_cache: bool = False,
     ) -> str:
-        """Build the Dockerfile in `context`, streaming the output to `log`; returns the image ID.
-
-        The SDK reports a failed step as an {'error': ...} item in the stream, not as an exception.
-        """
-        image_id = None
-        try:
-            stream = self.client.api.build(
-                path=str(context), tag=tag, labels=labels, network_mode=network, target=target,
-                rm=True, forcerm=True, pull=False, decode=True,
-            )
-            for item in stream:
-                if "stream" in item:
-                    log.write(item["stream"])
-                if "aux" in item and "ID" in item["aux"]:
-                    image_id = item["aux"]["ID"]
-                if "error" in item:
-                    log.write(f"\nERROR: {item['error']}\n")
-                    log.flush()
-                    raise BuildError(_short(item["error"]))
-        except docker.errors.APIError as exc:
-            log.write(f"\nERROR: {exc}\n")
-            raise BuildError(f"docker build: {_short(str(exc.explanation or exc))}") from None
-        finally:
-            log.flush()
-        if image_id is None:
-            info = self.image(tag)
-            if info is None:
-                raise BuildError("docker build finished without an image")
-            image_id = info.id
-        return image_id
+        """Build the Dockerfile in `context` with BuildKit, every step's output to `log`; returns the image ID."""
+        return buildkit.build(context, tag, labels, log, network, target, cache, no_cache)
 
     def run(self, ref: str, script: str, timeout: int = 600, **options) -> Tuple[int, str]:
         """Run a shell script in a throw-away container, without network unless `options` say
@@ -156,6 +123,9 @@ class DockerEngine:
             self.client.api.remove_image(ref, noprune=True)
         except docker.errors.APIError:
             pass
+
+    def images(self, repository: str) -> List[str]:
+        return [tag for image in self.client.images.list(name=repository) for tag in image.tags]
 
     def import_rootfs(self, rootfs: Path, ref: str, changes: List[str]) -> str:
         """`tar -C ROOTFS -c . | docker import` : a base image from a debootstrap tree."""

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Dict, Iterator, Optional, Tuple
 
-from ..errors import BuildError, InputError
+from ..errors import BuildError, InputError, run_hint
 from ..values import confined
 from . import manifest as manifests
 
@@ -117,7 +117,7 @@ class EfsTree:
                 size += len(block)
             if expect_sha256 and digest.hexdigest() != expect_sha256:
                 raise BuildError(f"{source}: sha256 {digest.hexdigest()} does not match the build's {expect_sha256}; "
-                                 "not published (run `invoke sif` again)")
+                                 f"not published (run {run_hint('sif')} again)")
         return {"path": relpath, "sha256": digest.hexdigest(), "size": size}, size
 
     def install_staged(self, staged: Path, relpath: str) -> None:

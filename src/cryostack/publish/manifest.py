@@ -81,6 +81,20 @@ class Past(Part):
     published: Timestamp
 
 
+class PatchRef(Part):
+    file: FileName
+    sha256: Sha256
+
+
+class Checked(Part):
+    """What the image's functional check measured when it was verified."""
+
+    name: Identifier
+    passed: bool
+    summary: Line
+    measures: Dict[Identifier, float] = Field(default_factory=dict, max_length=64)
+
+
 class Entry(Part):
     family: Identifier
     version: Identifier
@@ -102,6 +116,8 @@ class Entry(Part):
     built: Union[Timestamp, Literal[""]] = ""
     published: Timestamp
     history: List[Past] = Field(default_factory=list, max_length=1000)
+    patches: List[PatchRef] = Field(default_factory=list, max_length=100)
+    check: Optional[Checked] = None
 
 
 _LABELS = TypeAdapter(Dict[LabelKey, Line])
@@ -130,19 +146,19 @@ def sif_relpath(image: PlannedImage) -> str:
 
 
 def entry_for(image: PlannedImage, built: dict, sif: dict) -> dict:
-    """The manifest entry of one image, from the plan and what build/report.json recorded."""
+    """The manifest entry of one image, from the plan and what the build record says of it."""
     t, v = image.target, image.target.variant
     labels = _publishable_labels(built.get("labels") or {})
     return {
         "family": t.family.family,
         "version": t.version,
         "variant": t.variant_name,
-        "targets": list(v.targets),
+        "targets": t.targets,
         "accel": v.accel,
         "cuda_arch": v.cuda_arch,
         "toolchain": v.toolchain,
         "commands": [{"name": c.name, "mpi": c.mpi} for c in t.family.commands],
-        "prefix": labels.get("io.cryostack.prefix", ""),
+        "prefix": image.contract.prefix,
         "smoke": dict(image.build_args["smoke"]),
         "licence": {"name": t.family.licence.name, "redistributable": t.family.licence.redistributable},
         "fingerprint": image.fingerprint.digest,
@@ -153,6 +169,9 @@ def entry_for(image: PlannedImage, built: dict, sif: dict) -> dict:
         "labels": labels,
         "built": labels.get("org.opencontainers.image.created", ""),
         "published": now(),
+        "patches": [{"file": p.file, "sha256": p.sha256} for p in t.spec.patches],
+        "check": {k: (built.get("check") or {}).get(k) for k in ("name", "passed", "summary", "measures")}
+        if built.get("check") else None,
     }
 
 

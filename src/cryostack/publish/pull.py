@@ -173,7 +173,7 @@ def registry_obtainer(registry, root: Path) -> Obtain:
     credentials never following a redirect to another origin); then the engine pulls the image
     by digest and Apptainer converts it to a SIF on this machine."""
     from ..engine.apptainer import Apptainer
-    from ..engine.docker import DockerEngine
+    from ..engine.base import connect
     from .registry import remote_digest
 
     auth = {"username": registry.username, "password": registry.password or ""} if registry.username else None
@@ -186,7 +186,7 @@ def registry_obtainer(registry, root: Path) -> Obtain:
         if remote_digest(registry, oci["repository"], oci["digest"]) != oci["digest"]:
             raise BuildError(f"registry {registry.host} has no {oci['repository']}@{oci['digest']}")
         if not tools:  # the engine and the Apptainer image only once an image is really to be made
-            engine = DockerEngine.connect()
+            engine = connect()
             apptainer = Apptainer(engine, root / "recipes" / "tools" / "apptainer.Dockerfile", dest.parent / "apptainer.log")
             apptainer.ensure()
             tools.update(engine=engine, apptainer=apptainer)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, TextIO, Tuple
 
-from ..build import fingerprint_ref
-from ..engine.docker import DockerEngine
+from ..engine.base import Engine
 from ..errors import BuildError, CryostackError, InputError
-from ..plan import PlannedImage
+from ..plan import PlannedImage, fingerprint_ref
 from .registry import Registry, remote_digest
 
 
@@ -20,7 +19,7 @@ def licence_refusals(images: List[PlannedImage], registry: Registry) -> List[str
             for i in images if not i.target.family.licence.redistributable]
 
 
-def push_image(engine: DockerEngine, registry: Registry, image: PlannedImage, log: TextIO) -> Dict[str, object]:
+def push_image(engine: Engine, registry: Registry, image: PlannedImage, log: TextIO) -> Dict[str, object]:
     """Push one image's fingerprint tag (and moving tag, where tags are mutable); returns what
     goes into the manifest's `oci` field. A fingerprint tag already in the registry is not pushed again."""
     repository = image.target.repository
@@ -44,7 +43,7 @@ def push_image(engine: DockerEngine, registry: Registry, image: PlannedImage, lo
             "references": references, "pushed": pushed}
 
 
-def push_all(engine: DockerEngine, registry: Registry, images: List[PlannedImage], log: TextIO,
+def push_all(engine: Engine, registry: Registry, images: List[PlannedImage], log: TextIO,
              before_each=lambda image: None) -> Tuple[Dict[str, dict], List[str]]:
     """Push each image; one image's failure does not stop the others. (results by key, failures)."""
     results, failures = {}, []

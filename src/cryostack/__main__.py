@@ -1,0 +1,5 @@
+"""`python -m cryostack`: the console script."""
+
+from .tasks import program
+
+program.run()

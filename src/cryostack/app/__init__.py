@@ -1,0 +1,1 @@
+"""The commands behind the tasks: one module per group, thin (parse, call the package, print)."""
