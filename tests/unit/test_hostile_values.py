@@ -384,7 +384,7 @@ def _assert_confined(checked: dict) -> None:
     for key, entry in checked["images"].items():
         assert key == f"{entry['family']}/{entry['version']}/{entry['variant']}"
         for name in [entry["family"], entry["version"], entry["variant"]] + [c["name"] for c in entry["commands"]]:
-            assert re.match(IDENTIFIER, name), name
+            assert re.fullmatch(IDENTIFIER.strip("^$"), name), name
         for sif in [entry["sif"]] + [old["sif"] for old in entry["history"]]:
             assert sif["path"].startswith(f"images/{key}/") and ".." not in sif["path"].split("/")
             assert os.path.normpath(os.path.join("/root", sif["path"])).startswith(f"/root/images/{key}/")
