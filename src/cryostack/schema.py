@@ -25,7 +25,7 @@ KNOWN_CUDA_ARCHS = (60, 61, 70, 75, 80, 86, 89, 90)
 
 
 def _compiler_flags(value: str) -> str:
-    if value and not re.match(r"^-[A-Za-z0-9_=.,+:/-]+( -[A-Za-z0-9_=.,+:/-]+)*$", value):
+    if value and not re.fullmatch(r"-[A-Za-z0-9_=.,+:/-]+( -[A-Za-z0-9_=.,+:/-]+)*", value):
         raise ValueError("must be compiler options such as -O3 -march=x86-64-v2 (each starting with '-', "
                          "separated by single spaces; letters, digits and _ = . , + : / -)")
     return value
@@ -141,7 +141,7 @@ class Source(Strict):
     @field_validator("sha256")
     @classmethod
     def _hex(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not SHA256.match(value):
+        if value is not None and not SHA256.fullmatch(value):
             raise ValueError(f"sha256 {value!r} is not 64 lower-case hex digits")
         return value
 
@@ -166,20 +166,13 @@ class ModelWeights(Strict):
 class Patch(Strict):
     """A patch to the unpacked source (recipes/<recipe>/patches/<file>, applied with patch -p1)."""
 
-    file: str = Field(description="file name under the recipe's patches/ folder")
+    file: FileName = Field(description="file name under the recipe's patches/ folder")
     sha256: str
-
-    @field_validator("file")
-    @classmethod
-    def _patch_name(cls, value: str) -> str:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$", value):
-            raise ValueError(f"patch {value!r} must be a plain file name (letters, digits, . _ + -)")
-        return value
 
     @field_validator("sha256")
     @classmethod
     def _hex(cls, value: str) -> str:
-        if not SHA256.match(value):
+        if not SHA256.fullmatch(value):
             raise ValueError(f"sha256 {value!r} is not 64 lower-case hex digits")
         return value
 

@@ -418,7 +418,7 @@ def test_the_lock_is_free_while_downloading_and_a_killed_pull_leaves_nothing_beh
     tmp_path, hostile, _ = world
     url = serve(tmp_path, hostile, "slow", lambda m, e: None, sif=drip(sif_bytes(tmp_path)))
     tree = tmp_path / "efs-b"
-    puller = subprocess.Popen([sys.executable, "-m", "cryostack.cli", "pull", "--efs-root", str(tree), "--manifest", url],
+    puller = subprocess.Popen([sys.executable, "-m", "cryostack", "pull", "--efs-root", str(tree), "--manifest", url],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while not list(tree.glob(".pull-*/*.sif")):

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cryostack.commands import Project, planned_images
+from cryostack.app.images import planned_images
+from cryostack.project import Project
 from cryostack.settings import BuildSettings
 from helpers import ROOT
 
