@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -236,6 +237,9 @@ def slurm(tmp_path_factory):
         "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_Core_Memory", "AccountingStorageType=accounting_storage/none",
         "JobCompType=jobcomp/none", "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0",
+        # Job ids that another test Slurm on this machine is unlikely to use at the same time: Slurm's
+        # PMIx plugin names its per-step directories in /tmp after the job id alone.
+        f"FirstJobId={random.randint(1000, 60_000_000)}",
         "ReturnToService=2", "MpiDefault=none", "GresTypes=gpu", f"DefMemPerCPU={memory // int(node['CPUs'])}",
         f"NodeName={host} NodeAddr=127.0.0.1 CPUs={node['CPUs']} Boards={node.get('Boards', 1)} "
         f"SocketsPerBoard={node['SocketsPerBoard']} CoresPerSocket={node['CoresPerSocket']} "

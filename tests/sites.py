@@ -205,7 +205,11 @@ exec docker run --rm -i --network host --ipc host --pid host --cap-add SYS_ADMIN
 """
 
 
-def apptainer_shim(work: Path, extra: str = "") -> Path:
+def apptainer_shim(work: Path) -> Path:
+    """The stand-in in WORK/apptainer-bin. The Slurm client the wrappers bind in lives outside the
+    work tree: the tool container gets it too, as a host Apptainer would see it."""
+    client = slurm_client()
+    extra = " ".join(f"-v {p}:{p}:ro" for p in [*client["commands"], *client["paths"], *client["libraries"]])
     shim = work / "apptainer-bin" / "apptainer"
     shim.parent.mkdir(exist_ok=True)
     shim.write_text(APPTAINER_SHIM.format(work=work, extra=extra))

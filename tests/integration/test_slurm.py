@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from helpers import cryostack, make_hello_project
-from sites import Recorder, apptainer_shim, site_wrappers, slurm_client
+from sites import Recorder, apptainer_shim, site_wrappers
 
 pytestmark = pytest.mark.docker
 
@@ -54,10 +54,7 @@ def apptainer_cluster(published, slurm):
     """Wrappers of a site whose runtime is Apptainer (the default), running the published SIFs."""
     work, manifest = published
     prefix = site_wrappers(work, manifest, "apptainer")
-    # The Slurm client the wrappers bind in lives outside the work tree: the tool container sees it too.
-    client = slurm_client()
-    extra = " ".join(f"-v {p}:{p}:ro" for p in [*client["commands"], *client["paths"], *client["libraries"]])
-    return prefix, work / "jobs", slurm, apptainer_shim(work, extra)
+    return prefix, work / "jobs", slurm, apptainer_shim(work)
 
 
 def run_job(slurm, jobs: Path, script: str, *args: str, partition: str, options=()) -> str:
