@@ -189,19 +189,9 @@ APPTAINER_SHIM = """#!/bin/bash
 shift
 env_args=()
 while IFS= read -r name; do env_args+=(-e "$name"); done < <(compgen -e | grep -E '^(PMIX|PMI|OMPI|SLURM|CRYOSTACK|RELION|OMP)_' || true)
-# What the wrapper binds from the host must exist where this apptainer runs: show each bind source
-# to the tool container at the same path, as a host apptainer would see it.
-host_args=()
-args=("$@")
-for ((i = 0; i < ${{#args[@]}}; i++)); do
-    case "${{args[i]}}" in
-        --bind|-B) IFS=, read -ra binds <<< "${{args[i + 1]}}"
-            for bind in "${{binds[@]}}"; do source=${{bind%%:*}}; [ -e "$source" ] && host_args+=(-v "$source:$source"); done ;;
-    esac
-done
 exec docker run --rm -i --network host --ipc host --pid host --cap-add SYS_ADMIN --security-opt seccomp=unconfined \\
     --security-opt apparmor=unconfined --device /dev/fuse -v /tmp:/tmp -v {work}:{work} {extra} "${{env_args[@]}}" \\
-    "${{host_args[@]}}" -w "$PWD" local/apptainer:sid apptainer exec --userns "$@"
+    -w "$PWD" local/apptainer:sid apptainer exec --userns "$@"
 """
 
 
