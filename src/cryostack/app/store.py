@@ -153,9 +153,15 @@ def push(project: Project, settings: BuildSettings, registry_url: Optional[str] 
         console.print(f"{key:<32} {oci['references'][0]} {oci['digest']} ({state})", markup=False)
     record = records.read(build_dir)
     for image in allowed:
-        entry = record.get(image.target.key, image.fingerprint.digest)
-        if entry is not None and image.target.key in results:
-            entry.oci = records.OciRecord.model_validate(results[image.target.key])
+        if image.target.key not in results:
+            continue
+        # The engine holds this image's fingerprint tag, so it was verified, even if the record has
+        # since moved on to another build of the same entry: what was pushed is recorded for it.
+        entry = record.get(image.target.key, image.fingerprint.digest) or records.ImageRecord(
+            key=image.target.key, status=records.UP_TO_DATE, fingerprint=image.fingerprint.digest,
+            image=fingerprint_ref(image))
+        entry.oci = records.OciRecord.model_validate(results[image.target.key])
+        record.images[image.target.key] = entry
     records.write(build_dir, record)
     if failures:
         raise BuildError(f"{len(failures)} push(es) failed: {'; '.join(failures)}")
