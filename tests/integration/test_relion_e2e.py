@@ -56,19 +56,26 @@ def synthetic_map() -> np.ndarray:
 
 
 def star_rows(path: Path, table: str) -> list:
-    """The rows of data_TABLE in a STAR file, as dicts of column name to text."""
+    """The rows of data_TABLE in a STAR file, as dicts of column name to text (a block without
+    loop_ is one row of name-value pairs)."""
     lines = path.read_text().splitlines()
     start = lines.index(f"data_{table}")
-    columns, rows = [], []
+    columns, rows, single, looped = [], [], {}, False
     for line in lines[start + 1:]:
         line = line.strip()
         if line.startswith("data_"):
             break
-        if line.startswith("_rln"):
-            columns.append(line.split()[0][1:])
-        elif line and columns and not line.startswith(("loop_", "#")):
+        if line.startswith("loop_"):
+            looped = True
+        elif line.startswith("_rln"):
+            name, *value = line.split()
+            if looped:
+                columns.append(name[1:])
+            else:
+                single[name[1:]] = value[0]
+        elif line and columns and not line.startswith("#"):
             rows.append(dict(zip(columns, line.split())))
-    return rows
+    return rows if looped else [single]
 
 
 @pytest.fixture(scope="module")
