@@ -105,8 +105,20 @@ def _base_image_id(engine: Engine, ref: str, pull: bool):
         info = engine.image(ref) if pulled else None
         if info is not None:
             return info.id, ""
-        return None, f"pull failed: {why}"
+        setting = _setting_of(ref)
+        hint = f"; {setting} names another image" if setting else ""
+        return None, f"pull failed: {why}{hint}"
     return None, "not present and pulling is off"
+
+
+def _setting_of(ref: str) -> Optional[str]:
+    """The environment variable that sets base image REF, if it is one of the settings."""
+    from .settings import BuildSettings
+
+    for name, value in BuildSettings.from_env().images().items():
+        if value == ref:
+            return f"CRYOSTACK_{'BASE' if name == 'base' else name.upper()}_IMAGE"
+    return None
 
 
 def _base_label(base_ids: Dict[str, str]) -> str:

@@ -44,7 +44,12 @@ def render_files(env: jinja2.Environment, context: Dict[str, object]) -> Dict[st
     """Every output file for one target, as text."""
     recipe = context["recipe_template"]
     if not Path(env.loader.searchpath[0], str(recipe)).is_file():  # type: ignore[union-attr]
-        raise InputError(f"{context['catalogue_file']}: recipe: {recipe} does not exist under recipes/")
+        from .yamlfile import load_yaml
+
+        where = context["catalogue_file"]
+        lines = load_yaml(Path(str(where)))[1]
+        line, key = (lines[("recipe",)], "recipe") if ("recipe",) in lines else (lines.get(("family",), 1), "family")
+        raise InputError(f"{where}:{line}: {key}: recipes/{recipe} does not exist (give a folder under recipes/)")
     files = {}
     for name, template in OUTPUTS.items():
         try:

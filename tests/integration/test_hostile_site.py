@@ -418,7 +418,7 @@ def test_the_lock_is_free_while_downloading_and_a_killed_pull_leaves_nothing_beh
     tmp_path, hostile, _ = world
     url = serve(tmp_path, hostile, "slow", lambda m, e: None, sif=drip(sif_bytes(tmp_path)))
     tree = tmp_path / "efs-b"
-    puller = subprocess.Popen([sys.executable, "-m", "cryostack.cli", "pull", "--efs-root", str(tree), "--manifest", url],
+    puller = subprocess.Popen([sys.executable, "-m", "cryostack", "pull", "--efs-root", str(tree), "--manifest", url],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while not list(tree.glob(".pull-*/*.sif")):
@@ -506,3 +506,23 @@ def test_prune_removes_an_owned_old_sif_inside_the_tree(world):
     assert result.returncode == 0, result.stderr
     assert not (tree / owned).exists() and stray.exists()
     assert json.loads((tree / "manifest.json").read_text())["images"][KEY]["history"] == []
+
+
+def test_registry_credentials_follow_a_redirect_that_stays_on_the_registry(world):
+    from cryostack.publish.registry import Registry, remote_digest
+    digest = "sha256:" + "8" * 64
+    registry = Site()
+    try:
+        def found(handler):
+            handler.send_response(200)
+            handler.send_header("Docker-Content-Digest", digest)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+        registry.routes["/v2/cryostack/hello/manifests/old"] = redirect(f"{registry.origin}/v2/cryostack/hello/manifests/new")
+        registry.routes["/v2/cryostack/hello/manifests/new"] = found
+        remote = Registry(registry.origin.split("//")[1], "tester", PASSWORD)
+        assert remote_digest(remote, "cryostack/hello", "old") == digest
+    finally:
+        registry.close()
+    token = base64.b64encode(f"tester:{PASSWORD}".encode()).decode()
+    assert [s["authorization"] for s in registry.seen] == [f"Basic {token}"] * 2

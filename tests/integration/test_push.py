@@ -142,3 +142,12 @@ def test_a_ci_shard_imports_layers_another_shard_pushed(tmp_path, base_image, op
     log = (root / "build" / "logs" / "shard_1.0_gcc-cpu.log").read_text()
     assert f"importing cache manifest from {open_registry}/cryostack/shard:1.0-gcc-cpu" in log
     assert "failed to import cache" not in log.lower()
+
+
+def test_a_push_without_the_build_logs_folder_makes_it(built, registry):
+    import shutil
+    shutil.rmtree(built / "build" / "logs", ignore_errors=True)
+    result = run_push(built, "--registry", registry.url, "--username", registry.username, "--only", "hello",
+                      password=registry.password)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (built / "build" / "logs" / "push.log").is_file()

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
+import pandas as pd
+import starfile
 import pytest
 
 from cryostack.checks.ctf import Astigmatism, Optics, simulate_micrograph
@@ -56,26 +58,12 @@ def synthetic_map() -> np.ndarray:
 
 
 def star_rows(path: Path, table: str) -> list:
-    """The rows of data_TABLE in a STAR file, as dicts of column name to text (a block without
-    loop_ is one row of name-value pairs)."""
-    lines = path.read_text().splitlines()
-    start = lines.index(f"data_{table}")
-    columns, rows, single, looped = [], [], {}, False
-    for line in lines[start + 1:]:
-        line = line.strip()
-        if line.startswith("data_"):
-            break
-        if line.startswith("loop_"):
-            looped = True
-        elif line.startswith("_rln"):
-            name, *value = line.split()
-            if looped:
-                columns.append(name[1:])
-            else:
-                single[name[1:]] = value[0]
-        elif line and columns and not line.startswith("#"):
-            rows.append(dict(zip(columns, line.split())))
-    return rows if looped else [single]
+    """The rows of data_TABLE in a STAR file as RELION wrote it (a key-value block is one row), read
+    with the field's own library."""
+    block = starfile.read(path, always_dict=True)[table]
+    if isinstance(block, dict):
+        return [{name: str(value) for name, value in block.items()}]
+    return [{name: str(value) for name, value in row.items()} for row in block.to_dict("records")]
 
 
 @pytest.fixture(scope="module")
@@ -182,12 +170,10 @@ def test_a_ctffind_job_runs_ctffind_from_inside_relions_container(relion_site):
         micrograph = simulate_micrograph(MIC_SIZE, Optics(MIC_APIX, 300, 2.7, 0.1), Astigmatism(DEFOCUS, DEFOCUS, 0), index)
         write_mrc(project / name, micrograph, MIC_APIX)
         names.append(name)
-    (project / "micrographs.star").write_text(
-        "\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n_rlnOpticsGroup #2\n_rlnMicrographPixelSize #3\n"
-        "_rlnVoltage #4\n_rlnSphericalAberration #5\n_rlnAmplitudeContrast #6\n"
-        f"opticsGroup1 1 {MIC_APIX} 300 2.7 0.1\n\n"
-        "data_micrographs\n\nloop_\n_rlnMicrographName #1\n_rlnOpticsGroup #2\n"
-        + "".join(f"{n} 1\n" for n in names))
+    optics = pd.DataFrame([{"rlnOpticsGroupName": "opticsGroup1", "rlnOpticsGroup": 1, "rlnMicrographPixelSize": MIC_APIX,
+                            "rlnVoltage": 300.0, "rlnSphericalAberration": 2.7, "rlnAmplitudeContrast": 0.1}])
+    micrographs = pd.DataFrame({"rlnMicrographName": names, "rlnOpticsGroup": [1] * len(names)})
+    starfile.write({"optics": optics, "micrographs": micrographs}, project / "micrographs.star")
     command = ("`which relion_run_ctffind` --i micrographs.star --o CtfFind/job002/ --Box 512 --ResMin 30 --ResMax 5 "
                "--dFMin 5000 --dFMax 50000 --FStep 500 --dAst 100 --ctffind_exe $RELION_CTFFIND_EXECUTABLE "
                "--ctfWin -1 --is_ctffind4 --fast_search")

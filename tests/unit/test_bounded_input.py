@@ -92,6 +92,8 @@ def test_plain_anchors_and_aliases_still_work(tmp_path: Path):
     ("mixed key types", RELION.replace('"5.0.1":', "5.0:"), "the key '5.0' is read as a number"),
     ("NUL", re.sub(r"(?m)^description: .*$", lambda _: 'description: "RELION\\0"', RELION), "description: contains the control character U+0000"),
     ("ESC", RELION.replace("GPL-2.0-only", '"GPL\\e[2J"'), "licence.name: contains the control character U+001B"),
+    ("trailing newline", re.sub(r"sha256: (acbf[0-9a-f]+)", lambda m: f'sha256: "{m.group(1)}\\n"', RELION),
+     "is not 64 lower-case hex digits"),
 ])
 def test_cli_refuses_hostile_catalogue_files_with_exit_2(project: Path, case, text, fragment):
     path = project / "images" / "relion.yaml"

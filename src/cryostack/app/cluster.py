@@ -35,19 +35,20 @@ def cluster_config(project: Project, site_file: Optional[str], output: Optional[
 def cluster_wrappers(project: Project, site_file: Optional[str], manifest: Optional[str] = None,
                      prefix: Optional[str] = None) -> None:
     """Generate wrappers, dispatchers, RELION qsub templates, module files and the node set-up script."""
-    import json
     from ..cluster.presets import load_presets
     from ..cluster.site import load_site
     from ..cluster.wrappers import render, write
-    from ..publish.manifest import check
+    from ..publish.manifest import load
 
     site_path = Path(site_file or project.root / "cluster-configs" / "site.example.yaml")
     site = load_site(site_path)
     manifest_path = Path(manifest or Path(site.image_store.root) / "manifest.json")
     try:
-        data = check(json.loads(manifest_path.read_text()), str(manifest_path))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{manifest_path}: cannot read the published manifest ({exc}); publish first or give --manifest") from None
+        raw = manifest_path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{manifest_path}: cannot read the published manifest ({exc.strerror or exc}); "
+                         "publish first or give --manifest") from None
+    data = load(raw, str(manifest_path))  # bounded parsing: another site's manifest is untrusted input
     out = Path(prefix or site.cluster_prefix)
     presets = load_presets(project.root / "cluster-configs" / "presets.yaml", site)
     files = render(data, site, str(site_path), manifest_path.resolve(), out.resolve(),

@@ -17,6 +17,7 @@ import errno
 import fcntl
 import grp
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -99,8 +100,6 @@ class EfsTree:
         return manifests.load(data, str(self.manifest_path))
 
     def write_manifest(self, manifest: dict) -> None:
-        import json
-
         with self._atomic(manifests.MANIFEST_NAME) as out:
             out.write((json.dumps(manifest, indent=2) + "\n").encode())
 
@@ -194,8 +193,8 @@ class EfsTree:
         """A private directory in the tree (.pull-*) for downloads, removed afterwards; one left
         by a pull that died (its owner lock is free) is removed by the next pull."""
         self.clean_staging()
-        with self._directory("", create=True):
-            pass
+        if not self.root.is_dir():
+            self._make_root()
         path = Path(tempfile.mkdtemp(prefix=STAGING, dir=self.root))
         owner = os.open(path / STAGING_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:

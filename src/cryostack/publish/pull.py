@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple
@@ -101,7 +102,6 @@ def fetch_sif(remote: Remote, sif: dict, dest: Path) -> dict:
     relpath, sha256, size = sif["path"], sif["sha256"], sif["size"]
     with open(dest, "xb") as out:
         if remote.is_url:
-            import urllib.parse
             # relpath is confined to images/<key>/<name>.sif: joined, it stays on the manifest's origin.
             download_verified(urllib.parse.urljoin(remote.source, relpath), out, sha256, size, remote.origins,
                               remote.connect_timeout, remote.timeout)
