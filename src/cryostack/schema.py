@@ -14,7 +14,7 @@ from typing import Annotated, Dict, List, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from .values import AbsolutePath, FileName, HttpsUrl, Identifier, Line, Text
+from .values import AbsolutePath, FileName, HttpsUrl, Identifier, Line, Sha256, Text
 
 from .checks.spec import CheckSpec
 
@@ -167,14 +167,7 @@ class Patch(Strict):
     """A patch to the unpacked source (recipes/<recipe>/patches/<file>, applied with patch -p1)."""
 
     file: FileName = Field(description="file name under the recipe's patches/ folder")
-    sha256: str
-
-    @field_validator("sha256")
-    @classmethod
-    def _hex(cls, value: str) -> str:
-        if not SHA256.fullmatch(value):
-            raise ValueError(f"sha256 {value!r} is not 64 lower-case hex digits")
-        return value
+    sha256: Sha256
 
 
 class Version(Strict):
