@@ -38,5 +38,5 @@ def test_sif_of_an_image_that_is_not_built_is_an_error(tmp_path: Path, engine):
     root = make_hello_project(tmp_path, {"neverbuilt": ("-O2", "hello {version}")})
     result = cryostack("--root", str(root), "sif")
     assert result.returncode == 1
-    assert "not built (run `cryostack build --only neverbuilt/1.0/gcc-cpu`)" in result.stdout
+    assert "not built and verified (run `cryostack build --only neverbuilt/1.0/gcc-cpu`)" in result.stdout
     assert "no built image to convert" in result.stderr
