@@ -24,6 +24,7 @@ def reported_errors() -> Iterator[None]:
     """Turn a CryostackError into one line on stderr and its exit code: never a traceback."""
     try:
         yield
+        sys.stdout.flush()  # a reader that went away shows up here, not at interpreter exit
     except CryostackError as exc:
         errors.print(f"cryostack: error: {exc}", markup=False)
         sys.exit(exc.exit_code)
