@@ -65,14 +65,15 @@ def rebuilds_after_touch(root: Path, settings: BuildSettings) -> Measure:
                    f"{len(changed) / len(own):.2f}x the {family} entries", "1.00x: exactly the images that use it")
 
 
-def stage_sizes(images: List[PlannedImage], engine: Engine, build_dir: Path) -> List[Measure]:
+def stage_sizes(images: List[PlannedImage], engine: Engine, mirror: SourceMirror, build_dir: Path) -> List[Measure]:
     """Runtime image size against its build stage, for each built RELION image."""
     measures = []
+    (build_dir / "logs").mkdir(parents=True, exist_ok=True)
     for image in images:
         runtime = engine.image(fingerprint_ref(image))
         if image.target.family.family != "relion" or runtime is None:
             continue
-        context = build_dir / image.target.key
+        context = prepare_context(image, mirror, build_dir)  # the build stage is cached: this re-tags it
         with open(build_dir / "logs" / "bench.log", "a") as log:
             engine.build(context, build_stage_ref(image), {}, log, target="build")  # cached: a re-tag
         stage = engine.image(build_stage_ref(image))

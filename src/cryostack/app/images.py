@@ -234,8 +234,8 @@ def bench(project: Project, settings: BuildSettings, matrix: Optional[str] = Non
     build_dir = project.resolve(settings.build_dir)
     images = planned_images(project, settings, None)
     rows = [measures.noop_build(project.root, settings, engine), measures.rebuilds_after_touch(project.root, settings)]
+    mirror = SourceMirror(project.resolve(settings.source_mirror), settings.source_path)
     if matrix:
-        mirror = SourceMirror(project.resolve(settings.source_mirror), settings.source_path)
         with tempfile.TemporaryDirectory(prefix="cryostack-bench-") as work:
             rows += measures.matrix_cost(project.root, settings, engine, mirror, matrix, Path(work))
     else:
@@ -244,7 +244,7 @@ def bench(project: Project, settings: BuildSettings, matrix: Optional[str] = Non
         rows.append(measures.wrapper_cost(Path(wrappers), command, partition))
     else:
         rows.append(measures.missing("wrapper overhead", "give --wrappers PREFIX (a tree from cluster.wrappers)"))
-    rows += measures.stage_sizes(images, engine, build_dir) or [
+    rows += measures.stage_sizes(images, engine, mirror, build_dir) or [
         measures.missing("RELION runtime / build stage", f"no RELION image built yet: {run_hint('build --only relion')}")]
     rows += measures.sif_conversion(records.read(build_dir)) or [
         measures.missing("SIF conversion", f"no SIF yet: {run_hint('sif')}")]
