@@ -117,7 +117,7 @@ def _setting_of(ref: str) -> Optional[str]:
 
     for name, value in BuildSettings.from_env().images().items():
         if value == ref:
-            return f"CRYOSTACK_{'BASE' if name == 'base' else name.upper()}_IMAGE"
+            return f"CRYOSTACK_{name.upper()}_IMAGE"  # the setting's field is <name>_image
     return None
 
 

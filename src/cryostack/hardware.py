@@ -139,20 +139,10 @@ class Hardware:
 
     def families_for(self, accel: str, cuda_arch: Optional[int] = None,
                      cpu_features: Iterable[str] = ()) -> List[str]:
-        """The families an image can serve: CUDA images the GPU families of exactly their SM, CPU
-        images the CPU-only families that have every CPU feature they need (e.g. 'avx512')."""
-        needed = set(cpu_features)
-        if accel == "cuda":
-            return [name for name, row in self.rows.items() if row.gpu and row.gpu.sm == cuda_arch]
-        return [name for name, row in self.rows.items() if not row.gpu and needed <= row.features]
-
-
-    def families_for_image(self, accel: str, cuda_arch: Optional[int] = None,
-                           cpu_features: Iterable[str] = ()) -> List[str]:
         """The families an image can run on: a CUDA image those whose GPU has exactly its SM, a CPU
         image every family (GPU nodes have CPUs too) whose CPU has the features it needs."""
         if accel == "cuda":
-            return self.families_for(accel, cuda_arch)
+            return [name for name, row in self.rows.items() if row.gpu and row.gpu.sm == cuda_arch]
         needed = set(cpu_features)
         return [name for name, row in self.rows.items() if needed <= row.features]
 

@@ -44,7 +44,7 @@ class Target:
         variant = self.variant
         if variant.targets:
             return list(variant.targets)
-        return hardware.shipped().families_for_image(variant.accel, variant.cuda_arch, variant.cpu_features)
+        return hardware.shipped().families_for(variant.accel, variant.cuda_arch, variant.cpu_features)
 
     @property
     def spec(self) -> Version:
