@@ -8,12 +8,13 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from .build import WOULD_BUILD, build_stage_ref, decide, prepare_context
 from .catalogue import load_catalogue
 from .engine.base import Engine
-from .plan import PlannedImage, fingerprint_ref, plan
+from .errors import CryostackError, run_hint
+from .plan import PlannedImage, fingerprint_ref, plan, readable_ref
 from .settings import BuildSettings
 from .sources import SourceMirror
 
@@ -73,9 +74,13 @@ def stage_sizes(images: List[PlannedImage], engine: Engine, mirror: SourceMirror
         runtime = engine.image(fingerprint_ref(image))
         if image.target.family.family != "relion" or runtime is None:
             continue
-        context = prepare_context(image, mirror, build_dir)  # the build stage is cached: this re-tags it
-        with open(build_dir / "logs" / "bench.log", "a") as log:
-            engine.build(context, build_stage_ref(image), {}, log, target="build")  # cached: a re-tag
+        try:
+            context = prepare_context(image, mirror, build_dir)  # the build stage is cached: this re-tags it
+            with open(build_dir / "logs" / "bench.log", "a") as log:
+                engine.build(context, build_stage_ref(image), {}, log, target="build")  # cached: a re-tag
+        except CryostackError as exc:  # e.g. the source is not staged here: this measure only is missing
+            measures.append(missing(f"{image.target.key} runtime / build stage", str(exc)))
+            continue
         stage = engine.image(build_stage_ref(image))
         measures.append(Measure(f"{image.target.key} runtime / build stage",
                                 f"{runtime.size / 1e6:.0f} MB / {stage.size / 1e6:.0f} MB",
@@ -149,3 +154,28 @@ def wrapper_cost(prefix: Path, command: str, partition: Optional[str]) -> Measur
 def missing(name: str, why: str) -> Measure:
     return Measure(name, "n/a", "n/a", why)
 
+
+
+def runtime_race(images: List[PlannedImage], engine: Engine, baseline: Optional[str], rounds: int,
+                 work: Path) -> Tuple[List[Measure], bool]:
+    """The same RELION 2D classification in every built RELION CPU image, in turns; each one's
+    median time as a ratio to the baseline's. False when a run failed or computed another result."""
+    from . import runtime_bench as race
+
+    cpu = [i for i in images if i.target.family.family == "relion" and i.target.variant.accel == "cpu"]
+    contenders = [race.Contender(i.target.key, readable_ref(i)) for i in cpu if engine.image(readable_ref(i))]
+    if not contenders:
+        return [missing("2D classification", f"no RELION CPU image built yet: {run_hint('build --only relion')}")], True
+    generic = [i.target.key for i in cpu if not i.target.variant.cpu_features]
+    chosen = race.baseline_of(contenders, generic, baseline)
+    contenders = race.ordered(contenders)
+    workload = race.Workload()
+    race.race(contenders, chosen, workload, rounds, work, lambda ref, script, workdir: engine.run(
+        ref, script, timeout=3600, volumes={str(workdir): {"bind": "/bench", "mode": "rw"}}))
+    rows, agreed = [], True
+    for contender in contenders:
+        value, ratio, agrees = race.verdict(contender, chosen)
+        agreed = agreed and agrees
+        rows.append(Measure(f"2D classification in {contender.key}", value, ratio,
+                            f"{workload.describe()}, {rounds} turns each; below 1: faster than the baseline"))
+    return rows, agreed

@@ -107,12 +107,16 @@ def sif(c, only=None, build_dir=None):
             "matrix": "FAMILY[/VERSION] whose first two variants are built cold, warm and after an edit",
             "wrappers": "a tree made by cluster.wrappers: time its dispatcher and wrapper against apptainer exec",
             "command": "the command the wrapper measure runs with --version (default relion_refine)",
-            "partition": "the Slurm partition the dispatcher picks the image for (default: outside a job)"})
-def bench(c, build_dir=None, matrix=None, wrappers=None, command="relion_refine", partition=None):
-    """Measure build, cache and size targets on this machine side by side; print them as ratios."""
+            "partition": "the Slurm partition the dispatcher picks the image for (default: outside a job)",
+            "runtime": "run one small RELION 2D classification in every built RELION CPU image, in turns",
+            "baseline": "with --runtime: the image the others are compared with (default: newest generic build)",
+            "rounds": "with --runtime: how many times each image runs (default 2: A B A B)"})
+def bench(c, build_dir=None, matrix=None, wrappers=None, command="relion_refine", partition=None, runtime=False,
+          baseline=None, rounds=2):
+    """Measure build, cache, size and runtime targets on this machine side by side; print them as ratios."""
     with reported_errors():
         images.bench(_project(c), _settings(None, build_dir), matrix=matrix, wrappers=wrappers, command=command,
-                     partition=partition)
+                     partition=partition, runtime=runtime, baseline=baseline, rounds=rounds)
 
 
 @task(help=dict(TREE, only=ONLY, **{"build-dir": SELECTION["build-dir"]}))

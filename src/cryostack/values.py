@@ -151,3 +151,9 @@ def confined(root: PurePosixPath | str, relpath: str) -> PurePosixPath:
     the file system also check after resolving links)."""
     _relative(relpath)
     return PurePosixPath(root) / relpath
+
+
+def version_order(version: str) -> tuple:
+    """A sort key for version strings: numeric parts as numbers (4.0.10 after 4.0.9), and a part with
+    letters (a tag such as beta) before any number at its place."""
+    return tuple((0, int(p), "") if p.isdigit() else (-1, 0, p) for p in re.split(r"[.+-]", version))

@@ -223,13 +223,17 @@ def sif(project: Project, settings: BuildSettings, only: Optional[str] = None) -
 
 
 def bench(project: Project, settings: BuildSettings, matrix: Optional[str] = None,
-          wrappers: Optional[str] = None, command: str = "relion_refine", partition: Optional[str] = None) -> None:
-    """Measure the speed and size targets on this machine; print values and ratios."""
+          wrappers: Optional[str] = None, command: str = "relion_refine", partition: Optional[str] = None,
+          runtime: bool = False, baseline: Optional[str] = None, rounds: int = 2) -> None:
+    """Measure the speed and size targets on this machine; print values and ratios. A runtime race
+    whose runs fail or disagree is printed, then reported as a failure."""
     from .. import bench as measures
     from .. import record as records
     from ..engine.base import connect
     from ..sources import SourceMirror
 
+    if int(rounds) < 1:
+        raise InputError(f"--rounds {rounds}: give at least 1 (each image runs once per round, in turns)")
     engine = connect()
     build_dir = project.resolve(settings.build_dir)
     images = planned_images(project, settings, None)
@@ -248,5 +252,14 @@ def bench(project: Project, settings: BuildSettings, matrix: Optional[str] = Non
         measures.missing("RELION runtime / build stage", f"no RELION image built yet: {run_hint('build --only relion')}")]
     rows += measures.sif_conversion(records.read(build_dir)) or [
         measures.missing("SIF conversion", f"no SIF yet: {run_hint('sif')}")]
+    agreed = True
+    if runtime:
+        with tempfile.TemporaryDirectory(prefix="cryostack-race-") as work:
+            race, agreed = measures.runtime_race(images, engine, baseline, int(rounds), Path(work))
+        rows += race
+    else:
+        rows.append(measures.missing("2D classification", "give --runtime (every built RELION CPU image, in turns)"))
     for row in rows:  # one line each: logs and terminals alike keep a measure whole
         console.print(f"{row.name}: {row.value}; {row.ratio} ({row.meaning})", markup=False, crop=False)
+    if not agreed:
+        raise BuildError("bench --runtime: a run failed or computed another result than the baseline (lines above)")

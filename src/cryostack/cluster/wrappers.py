@@ -17,7 +17,7 @@ import jinja2
 
 from ..errors import InputError
 from ..files import write_text_atomically
-from ..values import IDENTIFIER, _absolute as _absolute_path, confined, printable_problem
+from ..values import IDENTIFIER, _absolute as _absolute_path, confined, printable_problem, version_order
 from .escape import lua, shquote, tcl
 from .site import Site
 
@@ -66,10 +66,6 @@ class Image:
 def selector(software: str) -> str:
     """The variable a module sets to choose a version (or version-variant) of SOFTWARE."""
     return "CRYOSTACK_" + re.sub(r"[^A-Z0-9]", "_", software.upper())
-
-
-def _version_key(version: str):
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.+-]", version))
 
 
 def read_images(manifest: dict, site: Site, manifest_path: Path) -> List[Image]:
@@ -185,7 +181,7 @@ def defaults(images: List[Image], site: Site, site_file: str, warn=lambda text: 
             if candidates:
                 gpu = site.table.has_gpus(family)
                 chosen.setdefault(software, {})[family] = max(candidates, key=lambda i: (
-                    _version_key(i.version), (i.accel == "cuda") == gpu, i.variant))
+                    version_order(i.version), (i.accel == "cuda") == gpu, i.variant))
     return chosen
 
 
@@ -195,7 +191,7 @@ def _choices(images: List[Image], default: Dict[str, Image], site: Site, softwar
     loaded) runs the default, a version runs that version (the site's variant if it is one of them),
     version-variant runs exactly that image."""
     entries = sorted((i for i in images if i.software == software and family in i.serves and command in i.commands),
-                     key=lambda i: (_version_key(i.version), i.variant), reverse=True)
+                     key=lambda i: (version_order(i.version), i.variant), reverse=True)
     wanted = site.variants.get(software, {}).get(family)
     gpu = site.table.has_gpus(family)
     by_version: Dict[str, List[Image]] = {}
@@ -337,9 +333,9 @@ def _modules(add, images: List[Image], chosen: Dict[str, Dict[str, Image]], site
         if image.serves:
             by_software.setdefault(image.software, []).append(image)
     for software, entries in sorted(by_software.items()):
-        versions = sorted({i.version for i in entries}, key=_version_key)
+        versions = sorted({i.version for i in entries}, key=version_order)
         default_images = list((chosen.get(software) or {}).values())
-        default_version = max((i.version for i in default_images), key=_version_key) if default_images else versions[-1]
+        default_version = max((i.version for i in default_images), key=version_order) if default_images else versions[-1]
         modules = [(version, [i for i in entries if i.version == version], version) for version in versions]
         modules += [(i.slot, [i], i.slot) for i in entries]
         for name, members, value in modules:

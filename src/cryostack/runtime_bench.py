@@ -1,0 +1,189 @@
+"""`bench --runtime`: the same small RELION 2D classification in every built CPU image, side by side.
+
+This is how a site chooses the image for its CPU queue. The particles are made once, with
+relion_project of a synthetic density in the baseline image plus white noise. Every image then
+classifies that same stack with the same seed. The images take turns (A B A B), so a change in
+the machine's load falls on all of them alike. Each image's median time is printed as a ratio to
+the baseline's. Its final log-likelihood must agree with the baseline's; a faster image that
+computes something else is no choice.
+"""
+
+from __future__ import annotations
+
+import shlex
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from .checks.reconstruction import synthetic_density, uniform_views
+from .errors import InputError, last_line
+from .values import version_order
+
+# Runs a shell script in an image with the work directory at /bench: (exit code, output).
+RunIn = Callable[[str, str, Path], Tuple[int, str]]
+
+PARTICLES = "particles"
+# Runs of one stack with one seed differ only in summation order (threads, vector width, FFT
+# library): their final log-likelihoods agreed within 0.04 % here (RELION 4.0.1 against 5.0.1).
+# A run outside 1 % computed a different classification.
+AGREEMENT = 0.01
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The 2D classification every image runs: RELION's `relion_refine --cpu` on synthetic particles."""
+
+    particles: int = 600
+    box: int = 64
+    pixel_size: float = 2.0
+    classes: int = 4
+    iterations: int = 4
+    threads: int = 2
+    # Standard deviation of the white noise, against a signal whose standard deviation is about 7.
+    noise: float = 8.0
+    seed: int = 7
+
+    def describe(self) -> str:
+        return (f"{self.particles} particles, box {self.box}, K={self.classes}, {self.iterations} iterations, "
+                f"--cpu --j {self.threads}")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed classification: its wall time and final log-likelihood, or what went wrong."""
+
+    seconds: float = 0.0
+    log_likelihood: float = 0.0
+    problem: Optional[str] = None
+
+
+@dataclass
+class Contender:
+    """A built CPU image and its runs."""
+
+    key: str
+    ref: str
+    runs: List[Run] = field(default_factory=list)
+
+    @property
+    def problem(self) -> Optional[str]:
+        return next((run.problem for run in self.runs if run.problem), None)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(run.seconds for run in self.runs)
+
+    @property
+    def log_likelihood(self) -> float:
+        return self.runs[-1].log_likelihood
+
+
+def baseline_of(contenders: Sequence[Contender], generic: Sequence[str], chosen: Optional[str]) -> Contender:
+    """CHOSEN (a key) if given, else the newest version's build among the GENERIC keys (those that need
+    no CPU feature), else the newest build of all."""
+    if chosen:
+        for contender in contenders:
+            if contender.key == chosen:
+                return contender
+        built = ", ".join(c.key for c in contenders) or "none"
+        raise InputError(f"--baseline {chosen}: not a built RELION CPU image (built: {built})")
+    pool = [c for c in contenders if c.key in generic] or list(contenders)
+    return max(pool, key=lambda c: (version_order(c.key.split("/")[1]), c.key in generic))
+
+
+def particles_script(workload: Workload) -> str:
+    """relion_project the truth at the views in the STAR file, adding white noise."""
+    return ("set -e\ncd /bench\n"
+            f"relion_project --i truth.mrc --o {PARTICLES} --ang views.star --angpix {workload.pixel_size:g} "
+            f"--add_noise --white_noise {workload.noise:g} > project.log 2>&1 || {{ tail -n 3 project.log; exit 1; }}\n")
+
+
+def classification_script(workload: Workload, run: str) -> str:
+    """The timed relion_refine run; it prints `seconds <wall time>` when it finished."""
+    out = shlex.quote(f"/bench/{run}")
+    options = (f"--i {PARTICLES}.star --o {out}/run --K {workload.classes} --iter {workload.iterations} "
+               f"--tau2_fudge 2 --particle_diameter {int(workload.box * workload.pixel_size * 0.85)} "
+               "--zero_mask --flatten_solvent --dont_check_norm --psi_step 10 --offset_range 4 --offset_step 2 "
+               f"--pad 2 --pool 30 --random_seed {workload.seed} --cpu --j {workload.threads}")
+    return (f"cd /bench && mkdir -p {out}\n"
+            "start=$(date +%s.%N)\n"
+            f"relion_refine {options} > {out}/log 2>&1 || {{ status=$?; tail -n 3 {out}/log; exit $status; }}\n"
+            "end=$(date +%s.%N)\n"
+            'echo "seconds $start $end"\n')
+
+
+def prepare(workload: Workload, workdir: Path) -> None:
+    """Write the truth map and the views STAR file the particles are projected from."""
+    import mrcfile
+    import pandas as pd
+    import starfile
+
+    with mrcfile.new(workdir / "truth.mrc", overwrite=True) as mrc:
+        mrc.set_data(synthetic_density(workload.box, 40, workload.seed))
+        mrc.voxel_size = workload.pixel_size
+    optics = pd.DataFrame({
+        "rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"], "rlnImagePixelSize": [workload.pixel_size],
+        "rlnImageSize": [workload.box], "rlnImageDimensionality": [2], "rlnVoltage": [300.0],
+        "rlnSphericalAberration": [2.7], "rlnAmplitudeContrast": [0.1],
+    })
+    starfile.write({"optics": optics, "particles": uniform_views(workload.particles, workload.seed)},
+                   workdir / "views.star", overwrite=True)
+
+
+def read_run(workload: Workload, workdir: Path, run: str, code: int, output: str) -> Run:
+    """The wall time the script printed and the final iteration's log-likelihood."""
+    import starfile
+
+    if code != 0:
+        return Run(problem=f"exit {code}: {last_line(output)}")
+    times = [line.split()[1:] for line in output.splitlines() if line.startswith("seconds ")]
+    model = workdir / run / f"run_it{workload.iterations:03d}_model.star"
+    if not times or not model.is_file():
+        return Run(problem=f"no iteration {workload.iterations} model: {last_line(output)}")
+    general = starfile.read(model, read_n_blocks=1, always_dict=True)
+    values: Dict[str, float] = dict(next(iter(general.values())))
+    start, end = (float(t) for t in times[-1])
+    return Run(seconds=end - start, log_likelihood=float(values["rlnLogLikelihood"]))
+
+
+def race(contenders: Sequence[Contender], baseline: Contender, workload: Workload, rounds: int, workdir: Path,
+         run_in: RunIn) -> None:
+    """Make the particles in the baseline image, then run every contender once per round, in turn."""
+    prepare(workload, workdir)
+    code, output = run_in(baseline.ref, particles_script(workload), workdir)
+    if code != 0:
+        for contender in contenders:
+            contender.runs.append(Run(problem=f"relion_project in {baseline.key} failed: {last_line(output)}"))
+        return
+    for round_ in range(rounds):
+        for number, contender in enumerate(contenders):
+            if contender.problem:
+                continue
+            run = f"run-{number}-{round_}"
+            code, output = run_in(contender.ref, classification_script(workload, run), workdir)
+            contender.runs.append(read_run(workload, workdir, run, code, output))
+
+
+def verdict(contender: Contender, baseline: Contender) -> Tuple[str, str, bool]:
+    """(times, ratio, whether the results agree with the baseline's) for one contender."""
+    if contender.problem:
+        return f"did not finish: {contender.problem}", "n/a", False
+    times = ", ".join(f"{run.seconds:.1f}" for run in contender.runs)
+    value = f"median {contender.median:.1f} s ({times} s)"
+    if baseline.problem:
+        return value, f"no ratio: the baseline {baseline.key} did not finish", False
+    ratio = f"{contender.median / baseline.median:.2f}x {baseline.key}"
+    if contender is baseline:
+        return value, f"{ratio} (baseline); log-likelihood {baseline.log_likelihood:.6g}", True
+    difference = abs(contender.log_likelihood - baseline.log_likelihood) / abs(baseline.log_likelihood)
+    agrees = difference <= AGREEMENT
+    said = "agrees" if agrees else "DIFFERS"
+    return value, (f"{ratio}; log-likelihood {contender.log_likelihood:.6g} {said} with the baseline's "
+                   f"({difference * 100:.2f} %, allowed {AGREEMENT * 100:g} %)"), agrees
+
+
+def ordered(contenders: Sequence[Contender]) -> List[Contender]:
+    """Newest version first, then by key: the order of the lines and of the turns."""
+    by_key = sorted(contenders, key=lambda c: c.key)
+    return sorted(by_key, key=lambda c: version_order(c.key.split("/")[1]), reverse=True)
