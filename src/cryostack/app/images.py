@@ -110,10 +110,11 @@ def build(project: Project, settings: BuildSettings, only: Optional[str] = None,
     record, lock = records.read(build_dir), threading.Lock()
     decisions = decide(images, engine, record=record)
     if dry_run:
-        table = Table("image", "action", "why", box=None)
-        for d in decisions:
-            table.add_row(d.image.target.key, d.action, d.reason)
-        Console(highlight=False, width=max(console.width, 140)).print(table)
+        width = max([len(d.image.target.key) for d in decisions] + [5])
+        console.print(f"{'image':<{width}}  {'action':<12}  why", markup=False)
+        for d in decisions:  # one line each, however long the reason: logs and grep keep it whole
+            console.print(f"{d.image.target.key:<{width}}  {d.action:<12}  {' '.join(d.reason.split())}",
+                          markup=False, overflow="ignore", crop=False)
         return
     progress = Progress([d.image.target.key for d in decisions])
 
