@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import traceback
 from pathlib import Path
-from typing import Annotated, Dict, List, Tuple
+from typing import Annotated, Dict, List, Literal, Optional, Tuple
 
 import jinja2
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -82,6 +82,8 @@ class RecipeContract(BaseModel):
     build_components: Tuple[Component, ...] = ()
     runtime_components: Tuple[Component, ...] = ()
     environment: Dict[EnvironmentName, str] = {}
+    # The MPI the programs are built with: the cluster's launcher follows it (label io.cryostack.mpi).
+    mpi: Optional[Literal["openmpi", "intelmpi"]] = None
 
     @property
     def base_images(self) -> List[str]:
