@@ -1,11 +1,11 @@
-#!/bin/bash
+#!/bin/sh
 # Stand-in for Intel's oneAPI offline installers (l_*Kit_p_<version>_offline.sh), for cryostack's tests
 # only: no Intel software is in it. Like the real ones it is a shell script with its payload appended
 # and takes `-a` followed by the installer's own options (--silent, --eula accept, --install-dir DIR,
 # --components A:B). It installs shims over Debian's GCC, Open MPI, FFTW and oneTBB in Intel's layout
 # (setvars.sh, compiler/latest/bin/icx, mpi/latest/bin/mpiicpx, mkl/latest, tbb/latest); the Debian
 # packages must be installed already (the toolkit's build_packages in the catalogue).
-set -euo pipefail
+set -eu
 say() { printf 'oneAPI installer (cryostack stand-in): %s\n' "$*" >&2; }
 [ "${1:-}" = -a ] || { say "give -a before the installer's options, as Intel's offline installers take them"; exit 2; }
 shift
