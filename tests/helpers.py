@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import shutil
@@ -20,6 +21,11 @@ from cryostack.sources import sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 HELLO = ROOT / "tests" / "data" / "hello"
+ONEAPI_STANDIN = ROOT / "tests" / "data" / "oneapi-standin"
+# What the stand-in toolkit needs from Debian to build (its shims run GCC, Open MPI's wrappers and link
+# FFTW and oneTBB) and to run (the programs load Open MPI, which cannot be carried in the toolkit's tree).
+STANDIN_BUILD_PACKAGES = ["gcc", "g++", "libopenmpi-dev", "openmpi-bin", "libfftw3-dev", "libtbb-dev"]
+STANDIN_RUNTIME_PACKAGES = ["libopenmpi3", "openmpi-bin"]
 # name -> (compiler flags, smoke expectation): one good family and three that must fail verification.
 FAMILIES = {
     "hello": ("-O2", "hello {version}"),
@@ -50,6 +56,36 @@ def hello_tarball(dest: Path) -> str:
             tar.addfile(info, io.BytesIO(data))
     dest.write_bytes(buffer.getvalue())
     return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def oneapi_standin_installer(dest: Path) -> str:
+    """The stand-in oneAPI offline installer (tests/data/oneapi-standin): its script with a tar.gz of
+    tree/ appended, as Intel's self-extracting installers are; the same bytes every time. Returns its sha256."""
+    tree = ONEAPI_STANDIN / "tree"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for path in sorted(tree.rglob("*")):
+            info = tarfile.TarInfo(str(path.relative_to(tree)))
+            info.mtime = 0
+            if path.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                data = path.read_bytes()
+                info.size, info.mode = len(data), 0o755 if path.stat().st_mode & 0o100 else 0o644
+                tar.addfile(info, io.BytesIO(data))
+    payload = gzip.compress(buffer.getvalue(), mtime=0)
+    dest.write_bytes((ONEAPI_STANDIN / "installer.sh").read_bytes() + payload)
+    dest.chmod(0o755)
+    return hashlib.sha256(dest.read_bytes()).hexdigest()
+
+
+def oneapi_toolkit(installer: str, sha256: str | None) -> dict:
+    """A catalogue `toolkit:` block for the stand-in installer; unpinned when sha256 is None."""
+    pin = {"sha256": sha256} if sha256 else {"unpinned": f"record the sha256 of {installer} here"}
+    return {"installers": [{"file": installer, "supplied_by_maintainer": True,
+                            "components": ["intel.oneapi.lin.dpcpp-cpp-compiler", "intel.oneapi.lin.mpi.devel"], **pin}],
+            "build_packages": STANDIN_BUILD_PACKAGES, "runtime_packages": STANDIN_RUNTIME_PACKAGES}
 
 
 def hello_family(name: str, flags: str, expect: str, sha256: str, cuda_arch: int | None = None) -> dict:

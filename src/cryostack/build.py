@@ -249,18 +249,24 @@ def prepare_context(image: PlannedImage, mirror: SourceMirror, build_dir: Path) 
     """The build context of one image: its rendered files and its verified source."""
     target = image.target
     source = mirror.ensure(target.spec.source, f"{target.catalogue_file}: versions[{target.version!r}].source")
+    toolkit = target.variant.toolkit
+    installers = [
+        mirror.ensure(installer, f"{target.catalogue_file}: variants[{target.variant_name!r}].toolkit.installers[{index}]")
+        for index, installer in enumerate(toolkit.installers if toolkit else ())
+    ]
     context = write_rendered([image], build_dir)[0]
-    _stage_source(source, context / "sources", image.patches)
+    _stage_source(source, context / "sources", image.patches, installers)
     return context
 
 
-def _stage_source(source: Path, dest: Path, patches=()) -> None:
-    """Put the verified source into the build context, and its patches (checked by plan) in
-    patches/ beside it: a hard link where the file system allows, else a copy."""
+def _stage_source(source: Path, dest: Path, patches=(), installers=()) -> None:
+    """Put the verified source (and the toolkit's installers) into the build context, and its patches
+    (checked by plan) in patches/ beside it: a hard link where the file system allows, else a copy."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    for path, into in [(source, dest)] + [(patch, dest / "patches") for patch in patches]:
+    staged = [(source, dest)] + [(installer, dest) for installer in installers]
+    for path, into in staged + [(patch, dest / "patches") for patch in patches]:
         into.mkdir(exist_ok=True)
         try:
             os.link(path, into / path.name)

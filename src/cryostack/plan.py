@@ -64,6 +64,10 @@ class Target:
         source = self.spec.source
         if source.sha256 is None:
             return f"source {source.file} has no sha256 pin: {source.unpinned}"
+        toolkit = self.variant.toolkit
+        if toolkit is not None and toolkit.unpinned():
+            return "; ".join(f"toolkit installer {installer.file} has no sha256 pin: {installer.unpinned}"
+                             for installer in toolkit.unpinned())
         return None
 
 
@@ -169,6 +173,14 @@ def build_args(target: Target, settings: BuildSettings) -> Dict[str, object]:
     pinned: Dict[str, object] = {"file": source.file, "sha256": source.sha256 or "unpinned"}
     if target.spec.patches:  # only then: the fingerprints of unpatched versions stay as they were
         pinned["patches"] = [{"file": p.file, "sha256": p.sha256} for p in target.spec.patches]
+    extra: Dict[str, object] = {}
+    if variant.toolkit is not None:  # likewise: only toolkit variants get the key
+        extra["toolkit"] = {
+            "installers": [{"file": i.file, "sha256": i.sha256 or "unpinned", "components": list(i.components)}
+                           for i in variant.toolkit.installers],
+            "build_packages": list(variant.toolkit.build_packages),
+            "runtime_packages": list(variant.toolkit.runtime_packages),
+        }
     return {
         "family": family.family,
         "version": target.version,
@@ -185,6 +197,7 @@ def build_args(target: Target, settings: BuildSettings) -> Dict[str, object]:
         "images": settings.images(),
         "licence": {"name": family.licence.name, "redistributable": family.licence.redistributable},
         "description": family.description,
+        **extra,
     }
 
 
@@ -211,6 +224,8 @@ def static_labels(target: Target) -> Dict[str, str]:
         labels["io.cryostack.cpu-features"] = ",".join(variant.cpu_features)
     if target.spec.patches:
         labels["io.cryostack.patches"] = patching.label(target.spec.patches)
+    if variant.toolkit is not None:
+        labels["io.cryostack.toolkit"] = ",".join(f"{i.file}@{i.sha256 or 'unpinned'}" for i in variant.toolkit.installers)
     return labels
 
 
@@ -222,17 +237,20 @@ def plan(
     planned = []
     for target in select(expand(catalogue), only):
         args = build_args(target, settings)
+        labels = static_labels(target)
         context = dict(
             args,
-            labels=static_labels(target),
+            labels=labels,
             key=target.key,
             recipe_template=f"{target.family.recipe_dir}/recipe.j2",
             recipe_dir=target.family.recipe_dir,
             catalogue_file=str(target.catalogue_file),
             cache_namespace=settings.cache_namespace,
         )
-        files = recipes.render_files(env, context)
         contract = recipes.recipe_contract(env, context)
+        if contract.mpi is not None:  # the launcher the cluster side picks for this image
+            context["labels"] = dict(labels, **{"io.cryostack.mpi": contract.mpi})
+        files = recipes.render_files(env, context)
         patch_files = _checked_patches(target, catalogue, recipes_dir, files["build.sh"])
         # The base images a recipe uses are in its rendered FROM lines; hashing the whole table
         # would rebuild images that do not use the one that changed.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import traceback
 from pathlib import Path
-from typing import Annotated, Dict, List, Tuple
+from typing import Annotated, Dict, List, Literal, Optional, Tuple
 
 import jinja2
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -42,14 +42,7 @@ def environment(recipes_dir: Path) -> jinja2.Environment:
 
 def render_files(env: jinja2.Environment, context: Dict[str, object]) -> Dict[str, str]:
     """Every output file for one target, as text."""
-    recipe = context["recipe_template"]
-    if not Path(env.loader.searchpath[0], str(recipe)).is_file():  # type: ignore[union-attr]
-        from .yamlfile import load_yaml
-
-        where = context["catalogue_file"]
-        lines = load_yaml(Path(str(where)))[1]
-        line, key = (lines[("recipe",)], "recipe") if ("recipe",) in lines else (lines.get(("family",), 1), "family")
-        raise InputError(f"{where}:{line}: {key}: recipes/{recipe} does not exist (give a folder under recipes/)")
+    _require_recipe(env, context)
     files = {}
     for name, template in OUTPUTS.items():
         try:
@@ -59,6 +52,18 @@ def render_files(env: jinja2.Environment, context: Dict[str, object]) -> Dict[st
         except (jinja2.UndefinedError, jinja2.TemplateError) as exc:
             raise InputError(f"{_template_location(exc)}: {exc} (rendering {context['key']})") from None
     return files
+
+
+def _require_recipe(env: jinja2.Environment, context: Dict[str, object]) -> None:
+    """A missing recipe folder is the catalogue's error (its `recipe:` or `family:` line), not a template's."""
+    recipe = context["recipe_template"]
+    if not Path(env.loader.searchpath[0], str(recipe)).is_file():  # type: ignore[union-attr]
+        from .yamlfile import load_yaml
+
+        where = context["catalogue_file"]
+        lines = load_yaml(Path(str(where)))[1]
+        line, key = (lines[("recipe",)], "recipe") if ("recipe",) in lines else (lines.get(("family",), 1), "family")
+        raise InputError(f"{where}:{line}: {key}: recipes/{recipe} does not exist (give a folder under recipes/)")
 
 
 # An image reference as `FROM` takes it (no digest tricks needed here: base images are settings).
@@ -82,6 +87,8 @@ class RecipeContract(BaseModel):
     build_components: Tuple[Component, ...] = ()
     runtime_components: Tuple[Component, ...] = ()
     environment: Dict[EnvironmentName, str] = {}
+    # The MPI the programs are built with: the cluster's launcher follows it (label io.cryostack.mpi).
+    mpi: Optional[Literal["openmpi", "intelmpi"]] = None
 
     @property
     def base_images(self) -> List[str]:
@@ -92,6 +99,7 @@ class RecipeContract(BaseModel):
 def recipe_contract(env: jinja2.Environment, context: Dict[str, object]) -> RecipeContract:
     """Evaluate the family's recipe.j2 as a module and validate what it declares."""
     recipe = str(context["recipe_template"])
+    _require_recipe(env, context)
     try:
         module = env.get_template(recipe).make_module(context)
     except jinja2.TemplateSyntaxError as exc:

@@ -90,29 +90,6 @@ class Smoke(Strict):
         return value
 
 
-class Variant(Strict):
-    toolchain: Literal["gcc", "oneapi", "prebuilt"]
-    accel: Literal["cpu", "cuda"]
-    cuda_arch: Optional[int] = None
-    cpu_flags: CompilerFlags = ""
-    cpu_features: List[Literal["avx512"]] = Field(default_factory=list, description="CPU features the binaries need")
-    targets: Optional[List[InstanceFamily]] = Field(
-        None, min_length=1, max_length=64,
-        description="instance families this variant serves; default: derived from the hardware table "
-                    "(CUDA variants the families of their SM, CPU variants every family with their CPU features)")
-    description: Line = ""
-
-    @model_validator(mode="after")
-    def _arch_matches_accel(self) -> "Variant":
-        if self.accel == "cuda" and self.toolchain != "prebuilt" and self.cuda_arch is None:
-            raise ValueError("a compiled cuda variant needs cuda_arch (75 for T4/g4dn, 86 for A10G/g5)")
-        if self.accel == "cpu" and self.cuda_arch is not None:
-            raise ValueError("cuda_arch is only for accel: cuda")
-        if self.cuda_arch is not None and self.cuda_arch not in KNOWN_CUDA_ARCHS:
-            raise ValueError(f"cuda_arch {self.cuda_arch} is not one of {', '.join(map(str, KNOWN_CUDA_ARCHS))}")
-        return self
-
-
 class DebianSource(Strict):
     """An upstream .orig tarball from Debian's source archive (apt-get source)."""
 
@@ -152,6 +129,74 @@ class Source(Strict):
             raise ValueError("give exactly one of url, debian, pypi, supplied_by_maintainer: true")
         if (self.sha256 is None) == (self.unpinned is None):
             raise ValueError("missing sha256 (or, where none can be cited, unpinned: <reason>)")
+        return self
+
+
+# A component id of Intel's offline installer (--components), such as intel.oneapi.lin.mkl.devel.
+InstallerComponent = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")]
+
+
+class Installer(Source):
+    """One offline installer of a toolkit, run as `<file> -a --silent --eula accept --install-dir DIR`."""
+
+    components: List[InstallerComponent] = Field(
+        [], max_length=100, description="--components (default: everything the installer holds)")
+
+    @model_validator(mode="after")
+    def _from_the_site(self) -> "Installer":
+        if self.debian or self.pypi:
+            raise ValueError("a toolkit installer comes from the site (supplied_by_maintainer: true) or an https "
+                             "url, not from debian or pypi")
+        return self
+
+
+class Toolkit(Strict):
+    """A compiler toolkit the site supplies (Intel oneAPI): its offline installers, each pinned by sha256
+    like any source, run in order into one directory in the build stage; the runtime stage carries only
+    what the built programs load from it."""
+
+    installers: List[Installer] = Field(min_length=1, max_length=4)
+    build_packages: List[DebianPackage] = Field(
+        [], max_length=100, description="Debian packages the toolkit needs in the build stage beside the recipe's")
+    runtime_packages: List[DebianPackage] = Field(
+        [], max_length=100, description="Debian packages its runtime part needs that it does not ship itself")
+    note: Text = ""
+
+    def unpinned(self) -> List[Installer]:
+        """The installers that have no sha256 yet (a build refuses the toolkit until none is left)."""
+        return [installer for installer in self.installers if installer.sha256 is None]
+
+
+class Variant(Strict):
+    toolchain: Literal["gcc", "oneapi", "prebuilt"]
+    accel: Literal["cpu", "cuda"]
+    cuda_arch: Optional[int] = None
+    cpu_flags: CompilerFlags = ""
+    cpu_features: List[Literal["avx512"]] = Field(default_factory=list, description="CPU features the binaries need")
+    targets: Optional[List[InstanceFamily]] = Field(
+        None, min_length=1, max_length=64,
+        description="instance families this variant serves; default: derived from the hardware table "
+                    "(CUDA variants the families of their SM, CPU variants every family with their CPU features)")
+    toolkit: Optional[Toolkit] = Field(None, description="toolchain oneapi: the site's toolkit installer")
+    description: Line = ""
+
+    @model_validator(mode="after")
+    def _toolkit_matches_toolchain(self) -> "Variant":
+        if self.toolchain == "oneapi" and self.toolkit is None:
+            raise ValueError("toolchain oneapi needs toolkit: {installers: [{supplied_by_maintainer: true, file: "
+                             "l_HPCKit_p_<version>_offline.sh, sha256: ...}]} (Intel's offline installers, staged by the site)")
+        if self.toolchain != "oneapi" and self.toolkit is not None:
+            raise ValueError("toolkit is only for toolchain: oneapi")
+        return self
+
+    @model_validator(mode="after")
+    def _arch_matches_accel(self) -> "Variant":
+        if self.accel == "cuda" and self.toolchain != "prebuilt" and self.cuda_arch is None:
+            raise ValueError("a compiled cuda variant needs cuda_arch (75 for T4/g4dn, 86 for A10G/g5)")
+        if self.accel == "cpu" and self.cuda_arch is not None:
+            raise ValueError("cuda_arch is only for accel: cuda")
+        if self.cuda_arch is not None and self.cuda_arch not in KNOWN_CUDA_ARCHS:
+            raise ValueError(f"cuda_arch {self.cuda_arch} is not one of {', '.join(map(str, KNOWN_CUDA_ARCHS))}")
         return self
 
 

@@ -13,14 +13,19 @@ from .errors import InputError
 # The local base image `invoke base-image` makes with debootstrap; no registry is needed.
 LOCAL_DEBIAN = "local/debian:bookworm"
 
+# Settings that no longer exist, and what replaced them: a site that still sets one is told, not ignored.
+REMOVED = {
+    name: "the oneAPI toolkit is Intel's offline installers, pinned by sha256 in the catalogue "
+          "(images/relion.yaml, variant oneapi-cpu-avx512, toolkit:), built on the base image"
+    for name in ("oneapi_image", "oneapi_runtime_image")
+}
+
 
 @dataclass(frozen=True)
 class BuildSettings:
     """Images the recipes start FROM, and the directories cryostack reads and writes."""
 
     base_image: str = LOCAL_DEBIAN
-    oneapi_image: str = "intel/oneapi-hpckit:2024.2.1-0-devel-ubuntu22.04"
-    oneapi_runtime_image: str = "intel/oneapi-runtime:2024.2.1-0-devel-ubuntu22.04"
     python_image: str = "python:3.8-slim-bookworm"
     build_dir: Path = Path("build")
     source_mirror: Path = Path(".cache/sources")
@@ -30,11 +35,9 @@ class BuildSettings:
     cache_namespace: str = "cryostack"
 
     def images(self) -> Dict[str, str]:
-        """The base image references, by the names recipes use (images.base, images.oneapi, ...)."""
+        """The base image references, by the names recipes use (images.base, images.python)."""
         return {
             "base": self.base_image,
-            "oneapi": self.oneapi_image,
-            "oneapi_runtime": self.oneapi_runtime_image,
             "python": self.python_image,
         }
 
@@ -42,6 +45,9 @@ class BuildSettings:
     def from_env(cls, env: Optional[Mapping[str, str]] = None, **overrides: Optional[str]) -> "BuildSettings":
         """Defaults, then CRYOSTACK_<FIELD> environment variables, then explicit overrides."""
         env = os.environ if env is None else env
+        for name, now in REMOVED.items():
+            if env.get(f"CRYOSTACK_{name.upper()}"):
+                raise InputError(f"setting {name} (CRYOSTACK_{name.upper()}) was removed: {now}")
         values = {}
         for field in fields(cls):
             value = overrides.get(field.name) or env.get(f"CRYOSTACK_{field.name.upper()}")
