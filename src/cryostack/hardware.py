@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Dict, FrozenSet, Iterable, List, Literal, Mapping, Optional
+from typing import Annotated, Dict, FrozenSet, Iterable, List, Literal, Mapping, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -25,6 +25,22 @@ SizeName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,15}$"
 # An EC2 instance type as ParallelCluster takes it: family.size, lower case.
 INSTANCE_TYPE = r"^[a-z][a-z0-9-]{0,15}\.[a-z0-9][a-z0-9-]{0,15}$"
 InstanceTypeName = Annotated[str, StringConstraints(pattern=INSTANCE_TYPE)]
+
+
+# What each CPU feature a variant may need means in /proc/cpuinfo flags, and its name for people.
+# avx512: what GCC's -march=skylake-avx512 and Intel's -xCORE-AVX512 may emit (Foundation,
+# Conflict Detection, Byte/Word, Doubleword/Quadword, Vector Length); every Intel AVX-512 CPU in
+# the table has all five.
+CPU_FLAGS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "avx512": ("AVX-512", ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl")),
+}
+
+
+def cpu_flags(features: Iterable[str]) -> Tuple[List[str], List[str]]:
+    """(names for people, /proc/cpuinfo flags) of FEATURES."""
+    names = [CPU_FLAGS[f][0] for f in features]
+    flags = [flag for f in features for flag in CPU_FLAGS[f][1]]
+    return names, flags
 
 
 class Strict(BaseModel):

@@ -181,6 +181,9 @@ def build_args(target: Target, settings: BuildSettings) -> Dict[str, object]:
             "build_packages": list(variant.toolkit.build_packages),
             "runtime_packages": list(variant.toolkit.runtime_packages),
         }
+    if variant.cpu_features:  # likewise: only images that need CPU features get a guard
+        names, flags = hardware.cpu_flags(variant.cpu_features)
+        extra["cpu_guard"] = {"names": names, "flags": flags}
     return {
         "family": family.family,
         "version": target.version,

@@ -44,7 +44,8 @@ def render_files(env: jinja2.Environment, context: Dict[str, object]) -> Dict[st
     """Every output file for one target, as text."""
     _require_recipe(env, context)
     files = {}
-    for name, template in OUTPUTS.items():
+    outputs = dict(OUTPUTS, **({"cpu-guard.sh": "common/cpu-guard.sh.j2"} if "cpu_guard" in context else {}))
+    for name, template in outputs.items():
         try:
             files[name] = env.get_template(template).render(context)
         except jinja2.TemplateSyntaxError as exc:

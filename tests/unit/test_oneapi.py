@@ -58,7 +58,8 @@ def test_the_oneapi_runtime_stage_carries_intel_mpi_not_open_mpi_or_the_compiler
     assert "COPY --from=build /opt/relion /opt/relion" in runtime and "/opt/intel" not in runtime
     assert 'I_MPI_ROOT="/opt/relion/oneapi/mpi"' in runtime
     assert 'FI_PROVIDER_PATH="/opt/relion/oneapi/libfabric/prov"' in runtime
-    assert 'PATH="/opt/relion/bin:/opt/relion/oneapi/mpi/bin:$PATH"' in runtime
+    # The CPU guard comes first (the variant needs AVX-512), then the programs and Intel MPI.
+    assert 'PATH="/opt/cryostack/guard:/opt/relion/bin:/opt/relion/oneapi/mpi/bin:$PATH"' in runtime
     assert "/opt/relion/oneapi/lib' > /etc/ld.so.conf.d/" in runtime
     # Intel MPI and libfabric choose the fabric; the cluster wrapper sets the Slurm bootstrap.
     for left_to_the_site in ("LD_LIBRARY_PATH", "I_MPI_FABRICS", "FI_PROVIDER=", "I_MPI_HYDRA_BOOTSTRAP"):

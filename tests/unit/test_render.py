@@ -48,7 +48,11 @@ def test_render_twice_gives_byte_identical_files(tmp_path: Path):
     for out in (first, second):
         write_rendered(planned_images(Project(ROOT), BuildSettings(), None), out)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert {f.name for f in files} == {"Dockerfile", "apptainer.def", "build.sh", "target.json"}
+    # Images that need CPU features also get their start-up guard.
+    assert {f.name for f in files} == {"Dockerfile", "apptainer.def", "build.sh", "target.json", "cpu-guard.sh"}
+    guarded = {p.parent.relative_to(first).as_posix() for p in first.rglob("cpu-guard.sh")}
+    assert guarded == {i.target.key for i in planned_images(Project(ROOT), BuildSettings(), None)
+                       if i.target.variant.cpu_features}
     for rel in files:
         assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
 

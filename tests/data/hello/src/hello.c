@@ -32,6 +32,8 @@ int main(int argc, char **argv) {
         printf("image=%s\n", image ? image : "(unset)");
         return 0;
     }
+    if (argc > 2 && strcmp(argv[1], "--exit") == 0)  /* the exit code a wrapper must pass on */
+        return atoi(argv[2]);
     if (argc > 1 && strcmp(argv[1], "--args") == 0) {  /* every further argument, hex-encoded */
         for (int i = 2; i < argc; i++) {
             for (const unsigned char *c = (const unsigned char *)argv[i]; *c; c++)
