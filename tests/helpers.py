@@ -162,3 +162,15 @@ def write_site(path: Path, **changes) -> Path:
     site.update(changes)
     path.write_text(yaml.safe_dump(site, sort_keys=False))
     return path
+
+
+def forget_images(engine, *families: str, pushed_only: bool = False) -> None:
+    """Untag every local image of the test FAMILIES, also under a registry's name (what push tagged);
+    PUSHED_ONLY: only those, for families other test modules still use."""
+    for image in engine.client.images.list():
+        for tag in image.tags:
+            repository = tag.rsplit(":", 1)[0]
+            local = repository in {f"cryostack/{f}" for f in families}
+            pushed = any(repository.endswith(f"/cryostack/{f}") for f in families)
+            if pushed or (local and not pushed_only):
+                engine.untag(tag)

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import ROOT, cryostack, hello_family, make_hello_project, oneapi_standin_installer, oneapi_toolkit
+from helpers import (ROOT, cryostack, forget_images, hello_family, make_hello_project, oneapi_standin_installer,
+                     oneapi_toolkit)
 
 pytestmark = pytest.mark.docker
 
@@ -26,11 +27,6 @@ INSTALLER = "l_HPCKit_p_0.0.0.0_offline.sh"
 FAMILY = "oneapihello"
 KEY = f"{FAMILY}/1.0/oneapi-avx512"
 FLAGS = "-O3 -xCORE-AVX512 -qopt-zmm-usage=high -DWITH_MPI -DWITH_FFT -qmkl"
-
-
-def forget_images(engine, family: str) -> None:
-    for tag in engine.images(f"cryostack/{family}"):
-        engine.untag(tag)
 
 
 @pytest.fixture

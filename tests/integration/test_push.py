@@ -9,8 +9,9 @@ from pathlib import Path
 import boto3
 import pytest
 
+from cryostack.engine.base import connect
 from cryostack.publish.registry import Registry, remote_digest
-from helpers import cryostack, edit_yaml, make_hello_project
+from helpers import cryostack, edit_yaml, forget_images, make_hello_project
 
 pytestmark = pytest.mark.docker
 
@@ -26,7 +27,9 @@ def built(tmp_path_factory, base_image):
         name="Some Lab Licence", redistributable=False, note="licence-gated download"))
     result = cryostack("--root", str(root), "build")
     assert result.returncode == 0, result.stdout + result.stderr
-    return root
+    yield root
+    forget_images(connect(), "secret")
+    forget_images(connect(), "hello", pushed_only=True)  # the session's hello images serve other modules
 
 
 def run_push(root: Path, *args: str, password: str | None = None, env: dict | None = None):
@@ -139,6 +142,7 @@ def test_a_ci_shard_imports_layers_another_shard_pushed(tmp_path, base_image, op
         engine.untag(tag)
     second = cryostack("--root", str(root), "build", "--cache-from", open_registry)
     assert second.returncode == 0, second.stdout + second.stderr
+    forget_images(engine, "shard")
     log = (root / "build" / "logs" / "shard_1.0_gcc-cpu.log").read_text()
     assert f"importing cache manifest from {open_registry}/cryostack/shard:1.0-gcc-cpu" in log
     assert "failed to import cache" not in log.lower()
