@@ -10,6 +10,7 @@ something else is no choice.
 
 from __future__ import annotations
 
+import re
 import shlex
 import statistics
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ class Run:
     seconds: float = 0.0
     log_likelihood: float = 0.0
     noise: float = 0.0
+    # How many orientations relion_refine said it searched first: the same work in every image.
+    orientations: int = 0
     problem: Optional[str] = None
 
 
@@ -114,11 +117,13 @@ def particles_script(workload: Workload) -> str:
 
 
 def classification_script(workload: Workload, run: str) -> str:
-    """The timed relion_refine run; it prints `seconds <wall time>` when it finished."""
+    """The timed relion_refine run; it prints `seconds <wall time>` when it finished. The in-plane
+    step is 360/32 degrees: RELION 5 silently rounds other steps to such a fraction (10 becomes
+    5.625, 64 angles against 4.0's 36), and the versions would not do the same work."""
     out = shlex.quote(f"/bench/{run}")
     options = (f"--i {PARTICLES}.star --o {out}/run --K {workload.classes} --iter {workload.iterations} "
                f"--tau2_fudge 2 --particle_diameter {int(workload.box * workload.pixel_size * 0.85)} "
-               "--zero_mask --flatten_solvent --dont_check_norm --psi_step 10 --offset_range 4 --offset_step 2 "
+               "--zero_mask --flatten_solvent --dont_check_norm --psi_step 11.25 --offset_range 4 --offset_step 2 "
                f"--pad 2 --pool 30 --random_seed {workload.seed} --cpu --j {workload.threads}")
     return (f"cd /bench && mkdir -p {out}\n"
             "start=$(date +%s.%N)\n"
@@ -162,7 +167,9 @@ def read_run(workload: Workload, workdir: Path, run: str, code: int, output: str
     spectrum = next(blocks[name] for name in ("model_optics_group_1", "model_group_1") if name in blocks)
     shells = spectrum["rlnSigma2Noise"].iloc[workload.box // 8:int(general["rlnCurrentImageSize"]) // 2]
     start, end = (float(t) for t in times[-1])
-    return Run(seconds=end - start, log_likelihood=float(general["rlnLogLikelihood"]), noise=float(shells.mean()))
+    sampled = re.search(r"NrOrientations= *(\d+)", (workdir / run / "log").read_text(errors="replace"))
+    return Run(seconds=end - start, log_likelihood=float(general["rlnLogLikelihood"]), noise=float(shells.mean()),
+               orientations=int(sampled.group(1)) if sampled else 0)
 
 
 def race(contenders: Sequence[Contender], baseline: Contender, workload: Workload, rounds: int, workdir: Path,
@@ -192,6 +199,9 @@ def verdict(contender: Contender, baseline: Contender) -> Tuple[str, str, bool]:
     if baseline.problem:
         return value, f"no ratio: the baseline {baseline.key} did not finish", False
     ratio = f"{contender.median / baseline.median:.2f}x {baseline.key}"
+    if contender.runs[-1].orientations != baseline.runs[-1].orientations:
+        return value, (f"no ratio: it searched {contender.runs[-1].orientations} orientations, the baseline "
+                       f"{baseline.runs[-1].orientations} (not the same work)"), False
     if contender is baseline:
         return value, f"{ratio} (baseline); log-likelihood {baseline.log_likelihood:.6g}", True
     likelihood = _apart(contender.log_likelihood, baseline.log_likelihood)

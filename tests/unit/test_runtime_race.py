@@ -55,3 +55,10 @@ def test_a_run_that_failed_has_no_ratio_and_fails_the_race():
     broken = contender("relion/5.0.1/oneapi-cpu-avx512", Run(problem="exit 2: needs AVX-512"))
     assert verdict(broken, base) == ("did not finish: exit 2: needs AVX-512", "n/a", False)
     assert verdict(base, contender("relion/5.0.1/gcc-cpu", Run(problem="exit 139")))[2] is False
+
+
+def test_images_that_searched_other_orientations_get_no_ratio():
+    base = contender("relion/5.0.1/gcc-cpu", Run(10.0, -1000.0, 2.0, orientations=32))
+    other = contender("relion/4.0.1/gcc-cpu", Run(5.0, -1000.0, 2.0, orientations=36))
+    value, ratio, agrees = verdict(other, base)
+    assert ratio == "no ratio: it searched 36 orientations, the baseline 32 (not the same work)" and not agrees
