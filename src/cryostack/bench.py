@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from . import hardware
 from .build import WOULD_BUILD, build_stage_ref, decide, prepare_context
 from .catalogue import load_catalogue
 from .engine.base import Engine
@@ -163,9 +164,21 @@ def runtime_race(images: List[PlannedImage], engine: Engine, baseline: Optional[
     from . import runtime_bench as race
 
     cpu = [i for i in images if i.target.family.family == "relion" and i.target.variant.accel == "cpu"]
-    contenders = [race.Contender(i.target.key, readable_ref(i)) for i in cpu if engine.image(readable_ref(i))]
-    if not contenders:
+    built = [i for i in cpu if engine.image(readable_ref(i))]
+    if not built:
         return [missing("2D classification", f"no RELION CPU image built yet: {run_hint('build --only relion')}")], True
+    # An image for CPU features this machine lacks cannot run here: said, not counted as a failure.
+    present = set(Path("/proc/cpuinfo").read_text(errors="replace").split())
+
+    def runs_here(image: PlannedImage) -> bool:
+        return set(hardware.cpu_flags(image.target.variant.cpu_features)[1]) <= present
+
+    skipped = [missing(f"2D classification in {i.target.key}", "not run: it needs "
+                       f"{', '.join(hardware.cpu_flags(i.target.variant.cpu_features)[0])}, which this CPU lacks")
+               for i in built if not runs_here(i)]
+    contenders = [race.Contender(i.target.key, readable_ref(i)) for i in built if runs_here(i)]
+    if not contenders:
+        return skipped, True
     generic = [i.target.key for i in cpu if not i.target.variant.cpu_features]
     chosen = race.baseline_of(contenders, generic, baseline)
     contenders = race.ordered(contenders)
@@ -178,4 +191,4 @@ def runtime_race(images: List[PlannedImage], engine: Engine, baseline: Optional[
         agreed = agreed and agrees
         rows.append(Measure(f"2D classification in {contender.key}", value, ratio,
                             f"{workload.describe()}, {rounds} turns each; below 1: faster than the baseline"))
-    return rows, agreed
+    return rows + skipped, agreed
