@@ -14,6 +14,7 @@ command -v slurmctld >/dev/null || packages+=(munge slurmctld slurmd slurm-clien
 dpkg -s libpmix-dev >/dev/null 2>&1 || packages+=(libpmix-dev)   # Slurm's pmix plugin loads the unversioned library
 command -v mpirun >/dev/null || packages+=(openmpi-bin)   # the host launcher of the hybrid MPI tests
 command -v objdump >/dev/null || packages+=(binutils)   # readelf/objdump: the oneAPI test reads the built binary
+command -v qemu-x86_64 >/dev/null || packages+=(qemu-user)   # a CPU without AVX-512: the guard test shows the SIGILL it spares
 command -v gcc >/dev/null || packages+=(gcc)   # the stand-in icx runs over it in a unit-sized test
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 command -v tclsh >/dev/null || packages+=(tcl)   # Environment Modules' modulecmd.tcl (the module tests)

@@ -27,6 +27,7 @@ from cryostack.project import Project
 from cryostack.errors import BuildError, InputError
 from cryostack.lint import hadolint_binary, lint_definition
 from cryostack.publish import manifest as manifests
+from cryostack.recipes import shell_quote
 from cryostack.settings import BuildSettings
 from cryostack.values import IDENTIFIER, printable_problem
 from helpers import ROOT, SIF_HEADER
@@ -187,8 +188,10 @@ def test_hostile_catalogue_text_is_refused_or_rendered_inert(catalogue_copy, fie
         return
     event(f"rendered ({field})")
     # Every entry is read as its consumers read it; the checks that start processes (the
-    # definition checker, sh, bash -n) run on two entries, one with model weights (TORCH_HOME).
-    deep = {next((i.target.key for i in images if i.target.spec.model_weights), None), images[0].target.key}
+    # definition checker, sh, bash -n) run on a few entries: one with model weights (TORCH_HOME), one
+    # with a CPU guard.
+    deep = {next((i.target.key for i in images if i.target.spec.model_weights), None), images[0].target.key,
+            next((i.target.key for i in images if "cpu-guard.sh" in i.files), None)}
     for image in images:
         _assert_inert(image, value, image.target.key in deep)
     assert not MARKER.exists()
@@ -197,13 +200,18 @@ def test_hostile_catalogue_text_is_refused_or_rendered_inert(catalogue_copy, fie
 def _assert_inert(image, value: str, deep: bool) -> None:
     files, family, key = image.files, image.target.family, image.target.key
     definition = files["apptainer.def"]
-    assert definition_sections(definition) == EXPECTED_SECTIONS, key
+    sections, instructions_expected = list(EXPECTED_SECTIONS), list(EXPECTED_INSTRUCTIONS)
+    if "cpu-guard.sh" in files:  # the runtime stage also copies the guard in and links it (%files, COPY + RUN)
+        sections.insert(3, "%files")
+        at = instructions_expected.index("ENV")
+        instructions_expected[at:at] = ["COPY", "RUN"]
+    assert definition_sections(definition) == sections, key
     assert len(re.findall(r"(?mi)^bootstrap:", definition)) == 2
     labels = definition_labels(definition)
     assert labels["org.opencontainers.image.description"] == family.description.strip()
     assert labels["org.opencontainers.image.licenses"] == family.licence.name.strip()
     instructions = dockerfile_instructions(files["Dockerfile"])
-    assert [name for name, _ in instructions] == EXPECTED_INSTRUCTIONS, key
+    assert [name for name, _ in instructions] == instructions_expected, key
     docker_labels = dockerfile_pairs(dict(instructions)["LABEL"])
     assert docker_labels["org.opencontainers.image.description"] == family.description
     assert docker_labels["org.opencontainers.image.licenses"] == family.licence.name
@@ -233,6 +241,9 @@ def _assert_inert_when_run(files: Dict[str, str], key: str, value: str, weights)
     if weights:
         assert environment["TORCH_HOME"] == weights.torch_home
     assert subprocess.run(["bash", "-n"], input=files["build.sh"], text=True, capture_output=True).returncode == 0
+    if "cpu-guard.sh" in files:  # run in earnest by tests/unit/test_cpu_guard.py
+        assert subprocess.run(["sh", "-n"], input=files["cpu-guard.sh"], text=True, capture_output=True).returncode == 0
+        assert f"\n        {shell_quote(key)} " in files["cpu-guard.sh"]
 
 
 @settings(max_examples=25, deadline=None)

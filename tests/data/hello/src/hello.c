@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -34,6 +35,10 @@ int main(int argc, char **argv) {
     }
     if (argc > 2 && strcmp(argv[1], "--exit") == 0)  /* the exit code a wrapper must pass on */
         return atoi(argv[2]);
+    if (argc > 1 && strcmp(argv[1], "--ppid") == 0) {  /* a wrapper that execs leaves no process between */
+        printf("ppid=%ld\n", (long)getppid());
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "--args") == 0) {  /* every further argument, hex-encoded */
         for (int i = 2; i < argc; i++) {
             for (const unsigned char *c = (const unsigned char *)argv[i]; *c; c++)
