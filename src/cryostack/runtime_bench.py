@@ -4,8 +4,8 @@ This is how a site chooses the image for its CPU queue. The particles are made o
 relion_project of a synthetic density in the baseline image plus white noise. Every image then
 classifies that same stack with the same seed. The images take turns (A B A B), so a change in
 the machine's load falls on all of them alike. Each image's median time is printed as a ratio to
-the baseline's, and its result is compared with the baseline's: a faster image that computes
-something else is no choice.
+the baseline's, and what it computed is compared with the baseline's: a faster image that
+computes something else is no choice.
 """
 
 from __future__ import annotations
@@ -25,14 +25,13 @@ from .values import version_order
 RunIn = Callable[[str, str, Path], Tuple[int, str]]
 
 PARTICLES = "particles"
-# Images of one RELION version run one algorithm; their runs differ only in summation order
-# (threads, vector width, FFT library). Final log-likelihoods of 4.0.1 and 5.0.1 agreed within
-# 0.4 % here, so 1 % between builds of one version means a different computation.
-SAME_VERSION = 0.01
-# Versions differ in initialisation and defaults, so a classification may settle in another local
-# optimum and its log-likelihood differ (3.1.3 against 5.0.1: 0.2 % on one stack, 12 % on another).
-# What they must agree on is the model of the data: the noise power they estimated in the shells
-# the refinement used, where the signal is weak. 4.0.1 and 3.1.3 agreed with 5.0.1 to 0.02 % and 0.4 %.
+# What every run must agree on with the baseline: the noise power it estimated in the shells the
+# refinement used, where the signal is weak. That is the model of the data, whichever local
+# optimum the classes settle in. The final log-likelihood is printed but not judged: it depends on
+# the optimum, and summation order alone (vector width, threads) moved a classification of one
+# RELION version into another one here (5.0.1 generic against an AVX-512 build: 10 % apart), as
+# did another version's initialisation (4.0.1: 10 % apart on one stack, 0.4 % on another).
+# The noise estimates of 4.0.1 and 3.1.3 agreed with 5.0.1's within 0.3 %.
 NOISE = 0.02
 
 
@@ -106,7 +105,7 @@ def baseline_of(contenders: Sequence[Contender], generic: Sequence[str], chosen:
         built = ", ".join(c.key for c in contenders) or "none"
         raise InputError(f"--baseline {chosen}: not a built RELION CPU image (built: {built})")
     pool = [c for c in contenders if c.key in generic] or list(contenders)
-    return max(pool, key=lambda c: (version_order(c.key.split("/")[1]), c.key in generic))
+    return max(pool, key=lambda c: (version_order(c.version), c.key in generic))
 
 
 def particles_script(workload: Workload) -> str:
@@ -204,27 +203,19 @@ def verdict(contender: Contender, baseline: Contender) -> Tuple[str, str, bool]:
                        f"{baseline.runs[-1].orientations} (not the same work)"), False
     if contender is baseline:
         return value, f"{ratio} (baseline); log-likelihood {baseline.log_likelihood:.6g}", True
-    likelihood = _apart(contender.log_likelihood, baseline.log_likelihood)
-    if contender.version == baseline.version:
-        agrees = likelihood <= SAME_VERSION
-        return value, (f"{ratio}; log-likelihood {contender.log_likelihood:.6g} {_said(agrees)} with the "
-                       f"baseline's ({likelihood * 100:.2f} %, allowed {SAME_VERSION * 100:g} %)"), agrees
     noise = _apart(contender.noise, baseline.noise)
     agrees = noise <= NOISE
-    return value, (f"{ratio}; estimated noise power {_said(agrees)} with the baseline's ({noise * 100:.2f} %, "
-                   f"allowed {NOISE * 100:g} % for another version); log-likelihood {likelihood * 100:.2f} % "
-                   "apart"), agrees
+    said = "agrees" if agrees else "DIFFERS"
+    return value, (f"{ratio}; estimated noise power {said} with the baseline's ({noise * 100:.2f} %, allowed "
+                   f"{NOISE * 100:g} %); log-likelihood "
+                   f"{_apart(contender.log_likelihood, baseline.log_likelihood) * 100:.2f} % apart"), agrees
 
 
 def _apart(value: float, reference: float) -> float:
     return abs(value - reference) / abs(reference)
 
 
-def _said(agrees: bool) -> str:
-    return "agrees" if agrees else "DIFFERS"
-
-
 def ordered(contenders: Sequence[Contender]) -> List[Contender]:
     """Newest version first, then by key: the order of the lines and of the turns."""
     by_key = sorted(contenders, key=lambda c: c.key)
-    return sorted(by_key, key=lambda c: version_order(c.key.split("/")[1]), reverse=True)
+    return sorted(by_key, key=lambda c: version_order(c.version), reverse=True)

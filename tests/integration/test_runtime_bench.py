@@ -2,8 +2,8 @@
 
 The contenders are the RELION 5.0.1 CPU image and two images made from it under other variant
 names in a copy of the catalogue: one that is the same program (its results must agree, its time
-is near the baseline's) and one whose relion_refine quietly changes the regularisation (tau2
-fudge 8 instead of 2), which computes another classification and must be reported as such.
+is near the baseline's) and one whose relion_refine reads every particle 10 % too bright, as a
+broken build would, which must be reported as computing something else.
 """
 
 from __future__ import annotations
@@ -24,11 +24,15 @@ RELION = "relion/5.0.1/gcc-cpu"
 TAG = "cryostack/relion:5.0.1-gcc-cpu"
 SAME, SKEWED = "cryostack/relion:5.0.1-gcc-cpu-same", "cryostack/relion:5.0.1-gcc-cpu-skewed"
 
-# A relion_refine ahead of the real one on PATH that runs it with --tau2_fudge 8.
+# A relion_refine ahead of the real one on PATH that computes wrong numbers, as a broken build would:
+# every particle it reads comes out 10 % too bright.
 SKEW = """#!/bin/bash
+set -e
+relion_image_handler --i particles.mrcs --o skewed.mrcs --multiply_constant 1.1 >/dev/null
+sed 's/@particles[.]mrcs/@skewed.mrcs/' particles.star > skewed.star
 args=()
 while [ $# -gt 0 ]; do
-  if [ "$1" = --tau2_fudge ]; then args+=(--tau2_fudge 8); shift 2; else args+=("$1"); shift; fi
+  if [ "$1" = --i ]; then args+=(--i skewed.star); shift 2; else args+=("$1"); shift; fi
 done
 exec /opt/relion/bin/relion_refine "${args[@]}"
 """
@@ -90,6 +94,7 @@ def test_every_cpu_image_runs_in_turns_and_a_different_result_is_reported(conten
     same = line_of(text, "relion/5.0.1/gcc-cpu-same")
     ratio = float(re.search(r"; (\d+\.\d\d)x relion/5\.0\.1/gcc-cpu;", same).group(1))
     assert "agrees with the baseline's (0.00 %" in same, same   # the same program, the same numbers
+    assert "log-likelihood 0.00 % apart" in same, same
     assert 0.5 < ratio < 2.0, same                              # and about the same time
     skewed = line_of(text, "relion/5.0.1/gcc-cpu-skewed")
     assert "DIFFERS" in skewed, skewed

@@ -154,3 +154,5 @@ def test_hostile_keys_family_names_and_prefixes_are_refused_or_inert(key, target
         ran = guarded.run(cpuinfo("New", SKYLAKE), "$(id)", "")
         assert ran.returncode == 7 and ran.stdout == f"ran {prefix}/bin/prog\n[$(id)]\n[]\n", ran
     assert not MARKER.exists()
+    # In a directory name the marker's slashes became '_': run there, it would land in the cwd.
+    assert not Path(str(MARKER).replace("/", "_")).exists()

@@ -36,16 +36,13 @@ def test_lines_come_newest_version_first():
     assert version_order("5.0-beta") < version_order("5.0.0") < version_order("5.0.9") < version_order("5.0.10")
 
 
-def test_the_ratio_is_of_medians_and_a_result_outside_the_tolerance_differs():
+def test_the_ratio_is_of_medians_and_the_noise_estimates_must_agree_within_two_percent():
     base = contender("relion/5.0.1/gcc-cpu", Run(10.0, -1000.0, 2.0), Run(12.0, -1000.0, 2.0), Run(11.0, -1000.0, 2.0))
-    # One version: one algorithm, so the log-likelihood must agree within 1 %.
-    faster = contender("relion/5.0.1/oneapi-cpu-avx512", Run(5.0, -1009.0, 2.0), Run(6.0, -1009.0), Run(5.5, -1009.0, 2.0))
+    faster = contender("relion/5.0.1/oneapi-cpu-avx512", Run(5.0, -1100.0, 2.0), Run(6.0), Run(5.5, -1100.0, 2.03))
     value, ratio, agrees = verdict(faster, base)
     assert value == "median 5.5 s (5.0, 6.0, 5.5 s)" and ratio.startswith("0.50x relion/5.0.1/gcc-cpu;") and agrees
-    assert not verdict(contender("relion/5.0.1/oneapi-cpu-avx512", Run(5.0, -1011.0, 2.0)), base)[2]
-    # Another version may settle in another optimum, but must model the noise alike (2 %).
-    older = contender("relion/3.1.3/gcc-cpu", Run(50.0, -1200.0, 2.03))
-    assert verdict(older, base)[2] and "20.00 % apart" in verdict(older, base)[1]
+    # Another optimum (the log-likelihood) is shown, not judged: the model of the noise is.
+    assert "log-likelihood 10.00 % apart" in ratio and "(1.50 %, allowed 2 %)" in ratio
     noisier = contender("relion/3.1.3/gcc-cpu", Run(50.0, -1000.0, 2.05))
     assert "DIFFERS" in verdict(noisier, base)[1] and not verdict(noisier, base)[2]
 
