@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional
 from . import __version__
 from .engine.base import Engine
 from .engine.buildkit import BuildCache
-from .errors import CryostackError, run_hint
+from .errors import CryostackError, last_line, run_hint
 from .plan import PlannedImage, fingerprint_ref, readable_ref, write_rendered
 from .record import BUILT, FAILED, SKIPPED, UNAVAILABLE, UP_TO_DATE, BuildRecord, CheckOutcome, ImageRecord
 from .sources import SourceMirror, SourceUnavailable
@@ -66,7 +66,9 @@ def decide(images: List[PlannedImage], engine: Engine, pull: bool = True,
             if ref not in known:
                 known[ref], missing[ref] = _base_image_id(engine, ref, pull)
             if known[ref] is None:
-                absent.append(f"base image {ref} is not available here ({missing[ref]})")
+                needs = image.contract.base_image_needs
+                absent.append(f"{'needs ' + needs + ': ' if needs else ''}base image {ref} is not available here "
+                              f"({missing[ref]})")
             else:
                 base_ids[ref] = known[ref]
         if absent:
@@ -107,7 +109,8 @@ def _base_image_id(engine: Engine, ref: str, pull: bool):
             return info.id, ""
         setting = _setting_of(ref)
         hint = f"; {setting} names another image" if setting else ""
-        return None, f"pull failed: {why}{hint}"
+        # The engine's message ends with the cause ("no such host", "not found"); the rest repeats addresses.
+        return None, f"pull failed: {last_line(why).rsplit(': ', 1)[-1]}{hint}"
     return None, "not present and pulling is off"
 
 

@@ -11,7 +11,7 @@ import jinja2
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from .errors import InputError
-from .values import AbsolutePath
+from .values import AbsolutePath, Line
 
 # One layout per output file; each imports the family's recipe.j2, so Docker and Apptainer
 # are rendered from the same model (not converted from each other).
@@ -90,6 +90,8 @@ class RecipeContract(BaseModel):
     environment: Dict[EnvironmentName, str] = {}
     # The MPI the programs are built with: the cluster's launcher follows it (label io.cryostack.mpi).
     mpi: Optional[Literal["openmpi", "intelmpi"]] = None
+    # What the build image must give that the site's Debian cannot: said when it cannot be had.
+    base_image_needs: Optional[Line] = None
 
     @property
     def base_images(self) -> List[str]:

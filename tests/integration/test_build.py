@@ -186,3 +186,17 @@ def test_bench_measures_the_matrix_cost_side_by_side(tmp_path, base_image):
     assert re.search(r"^one-line recipe edit of hello/1\.0/gcc-cpu: \d+ s vs \d+ s cold; \d+\.\d\dx the cold build",
                      text, re.MULTILINE), text
     assert not [tag for tag in connect().images("cryostack-bench/hello")], "bench leaves no image behind"
+
+
+def test_an_entry_whose_base_image_cannot_be_had_says_what_it_needs_in_one_line(engine):
+    """crYOLO needs a Python older than any reachable source offers: its one line says so."""
+    if engine.image("python:3.8-slim-bookworm") is not None:
+        pytest.skip("this engine has the Python 3.8 image: crYOLO can be built here")
+    result = cryostack("build", "--dry-run", "--only", "cryolo")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:] if line.startswith("cryolo/")}
+    assert lines, result.stdout
+    for key in lines:
+        assert re.search(r"unavailable +needs Python < 3\.9 \(TensorFlow 1\.15\), which no reachable source offers: "
+                         r"base image python:3\.8-slim-bookworm is not available here \(pull failed: [^;()]+; "
+                         r"CRYOSTACK_PYTHON_IMAGE names another image\)$", lines[key]), lines[key]
