@@ -69,7 +69,8 @@ def contenders(relion_cpu_image, tmp_path_factory):
     context = work / "skewed"
     context.mkdir()
     (context / "relion_refine").write_text(SKEW)
-    (context / "Dockerfile").write_text(f"FROM {relion_cpu_image}\nCOPY --chmod=755 relion_refine /opt/skew/relion_refine\n"
+    (context / "relion_refine").chmod(0o755)  # COPY keeps the mode (the classic builder has no --chmod)
+    (context / "Dockerfile").write_text(f"FROM {relion_cpu_image}\nCOPY relion_refine /opt/skew/relion_refine\n"
                                         'ENV PATH="/opt/skew:$PATH"\n')
     subprocess.run(["docker", "build", "-q", "-t", SKEWED, str(context)], check=True, capture_output=True)
     yield root
