@@ -20,7 +20,7 @@ from cryostack.baseimage import make_base_image
 from cryostack.engine.base import Engine, connect
 from cryostack.errors import BuildError
 from cryostack.settings import LOCAL_DEBIAN
-from helpers import FAMILIES, ROOT, make_hello_project
+from helpers import FAMILIES, ROOT, forget_images, make_hello_project
 
 
 @pytest.fixture
@@ -67,9 +67,7 @@ def base_image(engine: Engine, tmp_path_factory) -> str:
 def hello_project(tmp_path_factory, engine: Engine, base_image: str):
     root = make_hello_project(tmp_path_factory.mktemp("hello"))
     yield root
-    for name in FAMILIES:
-        for tag in engine.images(f"cryostack/{name}"):
-            engine.untag(tag)
+    forget_images(engine, *FAMILIES)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from .checks.reconstruction import synthetic_density, uniform_views
+from .checks.reconstruction import TRUTH, VIEWS, write_truth_and_views
 from .errors import InputError, last_line
 from .values import version_order
 
@@ -111,7 +111,7 @@ def baseline_of(contenders: Sequence[Contender], generic: Sequence[str], chosen:
 def particles_script(workload: Workload) -> str:
     """relion_project the truth at the views in the STAR file, adding white noise."""
     return ("set -e\ncd /bench\n"
-            f"relion_project --i truth.mrc --o {PARTICLES} --ang views.star --angpix {workload.pixel_size:g} "
+            f"relion_project --i {TRUTH} --o {PARTICLES} --ang {VIEWS} --angpix {workload.pixel_size:g} "
             f"--add_noise --white_noise {workload.noise:g} > project.log 2>&1 || {{ tail -n 3 project.log; exit 1; }}\n")
 
 
@@ -133,20 +133,7 @@ def classification_script(workload: Workload, run: str) -> str:
 
 def prepare(workload: Workload, workdir: Path) -> None:
     """Write the truth map and the views STAR file the particles are projected from."""
-    import mrcfile
-    import pandas as pd
-    import starfile
-
-    with mrcfile.new(workdir / "truth.mrc", overwrite=True) as mrc:
-        mrc.set_data(synthetic_density(workload.box, 40, workload.seed))
-        mrc.voxel_size = workload.pixel_size
-    optics = pd.DataFrame({
-        "rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"], "rlnImagePixelSize": [workload.pixel_size],
-        "rlnImageSize": [workload.box], "rlnImageDimensionality": [2], "rlnVoltage": [300.0],
-        "rlnSphericalAberration": [2.7], "rlnAmplitudeContrast": [0.1],
-    })
-    starfile.write({"optics": optics, "particles": uniform_views(workload.particles, workload.seed)},
-                   workdir / "views.star", overwrite=True)
+    write_truth_and_views(workdir, workload.box, workload.pixel_size, 40, workload.particles, workload.seed)
 
 
 def read_run(workload: Workload, workdir: Path, run: str, code: int, output: str) -> Run:

@@ -22,7 +22,7 @@ import yaml
 from cryostack import hardware
 from cryostack.engine.base import Engine
 from cryostack.engine.apptainer import Apptainer
-from helpers import ROOT, cryostack, hello_tarball, make_hello_project, hello_family
+from helpers import ROOT, cryostack, forget_images, hello_family, hello_tarball, make_hello_project
 
 pytestmark = pytest.mark.docker
 
@@ -61,8 +61,7 @@ def guarded(tmp_path_factory, engine: Engine, base_image: str):
     assert result.returncode == 0, result.stdout + result.stderr
     record = json.loads((root / "build" / "record.json").read_text())["images"][KEY]
     yield root, record["image"]
-    for tag in engine.images("cryostack/guarded"):
-        engine.untag(tag)
+    forget_images(engine, "guarded")
 
 
 def docker_run(image: str, *args: str, cpuinfo: Path | None = None) -> subprocess.CompletedProcess:

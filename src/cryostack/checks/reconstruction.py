@@ -54,25 +54,30 @@ def uniform_views(count: int, seed: int) -> pd.DataFrame:
     })
 
 
-def prepare(spec: ReconstructionCheck, workdir: Path, version: str) -> str:
-    """Write the truth map and the views STAR file; the script projects and reconstructs."""
+def write_truth_and_views(workdir: Path, box: int, pixel_size: float, blobs: int, views: int, seed: int) -> None:
+    """WORKDIR/truth.mrc (a synthetic density) and WORKDIR/views.star (VIEWS uniform orientations),
+    the input of relion_project --i truth.mrc --ang views.star."""
     with mrcfile.new(workdir / TRUTH, overwrite=True) as mrc:
-        mrc.set_data(synthetic_density(spec.box, spec.blobs, spec.seed))
-        mrc.voxel_size = spec.pixel_size
+        mrc.set_data(synthetic_density(box, blobs, seed))
+        mrc.voxel_size = pixel_size
     # RELION 3.1+ particle STAR: an optics table (pixel size, voltage, Cs are required even
     # without CTF) and a particles table that refers to it.
     optics = pd.DataFrame({
         "rlnOpticsGroup": [1],
         "rlnOpticsGroupName": ["opticsGroup1"],
-        "rlnImagePixelSize": [spec.pixel_size],
-        "rlnImageSize": [spec.box],
+        "rlnImagePixelSize": [pixel_size],
+        "rlnImageSize": [box],
         "rlnImageDimensionality": [2],
         "rlnVoltage": [300.0],
         "rlnSphericalAberration": [2.7],
         "rlnAmplitudeContrast": [0.1],
     })
-    starfile.write({"optics": optics, "particles": uniform_views(spec.views, spec.seed)}, workdir / VIEWS,
-                   overwrite=True)
+    starfile.write({"optics": optics, "particles": uniform_views(views, seed)}, workdir / VIEWS, overwrite=True)
+
+
+def prepare(spec: ReconstructionCheck, workdir: Path, version: str) -> str:
+    """Write the truth map and the views STAR file; the script projects and reconstructs."""
+    write_truth_and_views(workdir, spec.box, spec.pixel_size, spec.blobs, spec.views, spec.seed)
     angpix = shlex.quote(f"{spec.pixel_size:g}")
     return (
         "set -e\ncd /check\n"
